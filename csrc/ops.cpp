@@ -1,0 +1,78 @@
+// Operator schemas (TORCH_LIBRARY) and the argument checks shared by every backend of the extension.
+#include "ops.h"
+
+#include <Python.h>
+#include <torch/library.h>
+
+namespace vid2vid_fast {
+
+bool parse_zeros_padding(const std::string& padding_mode) {
+  TORCH_CHECK(padding_mode == "border" || padding_mode == "zeros",
+              "padding_mode must be 'border' or 'zeros', got '", padding_mode, "'");
+  return padding_mode == "zeros";
+}
+
+static void check_float_4d(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.dim() == 4, name, " must be a 4-d tensor (B, C, H, W), got ", t.dim(), " dimensions");
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating point tensor, got ",
+              t.scalar_type());
+}
+
+void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const char* img_name) {
+  check_float_4d(img, img_name);
+  check_float_4d(flow, "flow");
+  TORCH_CHECK(flow.size(1) == 2, "flow must have 2 channels (dx, dy), got ", flow.size(1));
+  TORCH_CHECK(flow.size(0) == img.size(0) && flow.size(2) == img.size(2) && flow.size(3) == img.size(3),
+              "flow must be (B, 2, H, W) with B, H, W of ", img_name, " ", img.sizes(), ", got ", flow.sizes());
+  TORCH_CHECK(flow.scalar_type() == img.scalar_type(), "flow dtype ", flow.scalar_type(), " must match ",
+              img_name, " dtype ", img.scalar_type());
+  TORCH_CHECK(flow.device() == img.device(), "flow is on ", flow.device(), " but ", img_name, " is on ",
+              img.device());
+}
+
+void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& like, const char* like_name,
+                       int64_t channels) {
+  check_float_4d(t, name);
+  const int64_t c = channels > 0 ? channels : like.size(1);
+  TORCH_CHECK(t.size(0) == like.size(0) && t.size(1) == c && t.size(2) == like.size(2) &&
+                  t.size(3) == like.size(3),
+              name, " must have shape (", like.size(0), ", ", c, ", ", like.size(2), ", ", like.size(3),
+              ") to match ", like_name, ", got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " dtype ", t.scalar_type(), " must match ", like_name,
+              " dtype ", like.scalar_type());
+  TORCH_CHECK(t.device() == like.device(), name, " is on ", t.device(), " but ", like_name, " is on ",
+              like.device());
+}
+
+void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like, bool per_channel_ok) {
+  check_float_4d(mask, name);
+  const bool one = mask.size(1) == 1;
+  const bool per_channel = per_channel_ok && mask.size(1) == like.size(1);
+  TORCH_CHECK(one || per_channel, name, " must have 1", per_channel_ok ? " or C" : "", " channels, got ",
+              mask.size(1));
+  check_same_layout(mask, name, like, "the image", mask.size(1));
+}
+
+}  // namespace vid2vid_fast
+
+TORCH_LIBRARY(vid2vid_fast, m) {
+  m.def("flow_warp(Tensor img, Tensor flow, str padding_mode) -> Tensor");
+  m.def(
+      "flow_warp_backward(Tensor grad_out, Tensor img, Tensor flow, str padding_mode, bool[2] output_mask)"
+      " -> (Tensor, Tensor)");
+  m.def("warp_blend(Tensor prev, Tensor flow, Tensor raw, Tensor weight, str padding_mode) -> Tensor");
+  m.def(
+      "warp_blend_backward(Tensor grad_out, Tensor prev, Tensor flow, Tensor raw, Tensor weight,"
+      " str padding_mode, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("masked_warp_l1(Tensor src, Tensor flow, Tensor target, Tensor mask, str padding_mode) -> Tensor");
+  m.def(
+      "masked_warp_l1_backward(Tensor grad_out, Tensor src, Tensor flow, Tensor target, Tensor mask,"
+      " str padding_mode, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+// `import vid2vid_fast._C` loads this library, which runs the registrations above; the module itself
+// is empty (the ops are reached through torch.ops.vid2vid_fast).
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,54 @@
+// Host-side pieces shared by the CPU and CUDA implementations: argument checks (the last line of
+// defence for callers of torch.ops.vid2vid_fast.* that skip the Python API) and strided views.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <c10/util/Exception.h>
+
+#include <array>
+#include <string>
+#include <tuple>
+
+#include "warp_math.h"
+
+namespace vid2vid_fast {
+
+// "border" -> false, "zeros" -> true.
+bool parse_zeros_padding(const std::string& padding_mode);
+
+// Checks img (B, C, H, W) and flow (B, 2, H, W): rank, shapes, dtype and device agree.
+void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const char* img_name);
+// Checks that `t` has the shape of `like` except maybe a channel count of `channels` (0: same as like).
+void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& like, const char* like_name,
+                       int64_t channels);
+// Checks a mask or weight: (B, 1, H, W), or (B, C, H, W) when per_channel_ok.
+void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like, bool per_channel_ok);
+
+template <typename scalar_t, typename index_t>
+Strided4<scalar_t, index_t> strided4(const at::Tensor& t) {
+  Strided4<scalar_t, index_t> v;
+  v.data = static_cast<scalar_t*>(t.data_ptr());
+  v.sn = static_cast<index_t>(t.stride(0));
+  // A single channel broadcasts over the image's channels (weights and masks are B x 1 x H x W).
+  v.sc = t.size(1) == 1 ? index_t(0) : static_cast<index_t>(t.stride(1));
+  v.sy = static_cast<index_t>(t.stride(2));
+  v.sx = static_cast<index_t>(t.stride(3));
+  return v;
+}
+
+// Outputs take the layout of an input with empty_like's rules (dense inputs keep their strides, so
+// channels_last stays channels_last), which the Python fake implementations mirror exactly.
+inline at::Tensor empty_like_layout(const at::Tensor& like) { return at::empty_like(like); }
+
+// A gradient buffer laid out like `like`, accumulated in `acc_dtype`.
+inline at::Tensor zeros_like_layout(const at::Tensor& like, at::ScalarType acc_dtype) {
+  return at::zeros_like(like, like.options().dtype(acc_dtype));
+}
+
+// Unrequested gradients are returned as empty tensors (like aten's output_mask convention).
+inline at::Tensor unrequested(const at::Tensor& like) { return at::empty({0}, like.options()); }
+
+}  // namespace vid2vid_fast

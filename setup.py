@@ -1,0 +1,34 @@
+"""Builds the compiled extension vid2vid_fast._C: CPU kernels always, CUDA kernels when a toolkit is found.
+
+Environment:
+  CUDA_HOME                 CUDA toolkit to use (default: what torch finds).
+  TORCH_CUDA_ARCH_LIST      GPU architectures (default below: no GPU is visible at build time here).
+  VID2VID_FAST_CPU_ONLY=1   build the CPU kernels only, even with a toolkit.
+  MAX_JOBS                  parallel compile jobs (ninja).
+"""
+
+import glob
+import os
+
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
+
+
+def extension():
+    sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    cxx_flags = ["-O3"]
+    with_cuda = CUDA_HOME is not None and os.environ.get("VID2VID_FAST_CPU_ONLY", "0") != "1"
+    if not with_cuda:
+        return CppExtension("vid2vid_fast._C", sources, extra_compile_args={"cxx": cxx_flags})
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    sources += sorted(glob.glob("csrc/cuda/*.cu"))
+    return CUDAExtension(
+        "vid2vid_fast._C",
+        sources,
+        extra_compile_args={"cxx": cxx_flags + ["-DVID2VID_FAST_WITH_CUDA"], "nvcc": ["-O3", "-lineinfo"]},
+    )
+
+
+setup(ext_modules=[extension()], cmdclass={"build_ext": BuildExtension})

@@ -1,0 +1,123 @@
+"""Which implementation runs an op: loading the compiled extension and choosing a backend.
+
+Backends: "reference" (pure PyTorch, grid_sample based), "cpu" and "cuda" (the compiled extension
+vid2vid_fast._C). "auto" picks the extension's kernel for the tensor's device when it is there, and
+the reference otherwise.
+"""
+
+import importlib
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("vid2vid_fast")
+
+BACKENDS = ("auto", "reference", "cpu", "cuda")
+
+_SOURCE_DIR = Path(__file__).resolve().parents[2] / "csrc"
+
+
+def _jit_build():
+    """Compiles the extension from a source checkout with torch.utils.cpp_extension.load (cached by torch)."""
+    from torch.utils import cpp_extension
+
+    sources = sorted(str(p) for p in [*_SOURCE_DIR.glob("*.cpp"), *_SOURCE_DIR.glob("cpu/*.cpp")])
+    with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
+    flags = ["-O3"]
+    if with_cuda:
+        sources += sorted(str(p) for p in _SOURCE_DIR.glob("cuda/*.cu"))
+        flags.append("-DVID2VID_FAST_WITH_CUDA")
+    log.warning("vid2vid_fast: compiling the extension (%s) once; this takes a minute or two",
+                "CPU + CUDA" if with_cuda else "CPU")
+    cpp_extension.load(
+        name="vid2vid_fast_C",
+        sources=sources,
+        extra_cflags=flags,
+        extra_cuda_cflags=["-O3", "-lineinfo"],
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def _load_extension():
+    """Returns (loaded, reason). Tries the installed vid2vid_fast._C, then VID2VID_FAST_LIBRARY (a library
+    built with CMake), then a JIT build from the source tree; VID2VID_FAST_NO_EXTENSION=1 skips all three."""
+    if os.environ.get("VID2VID_FAST_NO_EXTENSION", "0") == "1":
+        return False, "VID2VID_FAST_NO_EXTENSION=1 is set"
+    try:
+        importlib.import_module("vid2vid_fast._C")
+        return True, "the installed extension vid2vid_fast._C"
+    except ImportError as e:
+        missing = str(e)
+    library = os.environ.get("VID2VID_FAST_LIBRARY")
+    if library:
+        torch.ops.load_library(library)
+        return True, f"the library VID2VID_FAST_LIBRARY={library}"
+    if os.environ.get("VID2VID_FAST_NO_JIT", "0") == "1":
+        return False, f"vid2vid_fast._C is not built ({missing}) and VID2VID_FAST_NO_JIT=1 is set"
+    if not _SOURCE_DIR.is_dir():
+        return False, f"vid2vid_fast._C is not built ({missing}) and no csrc/ sources are next to the package"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return False, f"vid2vid_fast._C is not built ({missing}) and no C++ compiler ({compiler}) was found"
+    try:
+        _jit_build()
+    except Exception as e:  # a failed build must not make the package unusable: fall back, and say why
+        return False, f"vid2vid_fast._C is not built and the JIT build failed: {e}"
+    return True, "a JIT build of csrc/"
+
+
+EXTENSION_LOADED, EXTENSION_SOURCE = _load_extension()
+if EXTENSION_LOADED:
+    log.info("vid2vid_fast: using %s", EXTENSION_SOURCE)
+else:
+    warnings.warn(
+        f"vid2vid_fast: the compiled kernels are unavailable, so every op uses the pure PyTorch reference "
+        f"backend (slower). Why: {EXTENSION_SOURCE}. Build them with `pip install --no-build-isolation .`.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+# Which devices the loaded extension has kernels for; a constant, so torch.compile traces through it.
+EXTENSION_DEVICES = frozenset(
+    device_type
+    for device_type, dispatch_key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    if EXTENSION_LOADED
+    and torch._C._dispatch_has_kernel_for_dispatch_key("vid2vid_fast::flow_warp", dispatch_key)
+)
+
+
+def _extension_has(device_type):
+    return device_type in EXTENSION_DEVICES
+
+
+def available_backends(device="cpu"):
+    """The backends that can run on `device` (a torch.device or string), fastest first."""
+    device_type = torch.device(device).type
+    names = [device_type] if device_type in ("cpu", "cuda") and _extension_has(device_type) else []
+    return names + ["reference"]
+
+
+def resolve_backend(backend, device):
+    """The backend that runs an op on `device`: the one asked for, checked, or the fastest available."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return available_backends(device)[0]
+    if backend in ("cpu", "cuda"):
+        if device.type != backend:
+            raise ValueError(f"backend={backend!r} needs {backend} tensors, got tensors on {device}")
+        if not _extension_has(backend):
+            why = EXTENSION_SOURCE if not EXTENSION_LOADED else "the extension was built without CUDA kernels"
+            raise RuntimeError(f"backend={backend!r} is unavailable: {why}")
+    return backend
+
+if EXTENSION_LOADED:
+    from . import registration
+
+    registration.register()
