@@ -1,0 +1,129 @@
+"""Inputs and comparisons shared by the op tests (DESIGN.md §5)."""
+
+import pytest
+import torch
+
+import vid2vid_fast as v2v
+from vid2vid_fast.ops import reference
+from vid2vid_fast.ops.backends import EXTENSION_DEVICES
+
+# Relative error (max |a - b| / max |b|) allowed against the float64 reference.
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+
+PADDING_MODES = ("border", "zeros")
+LAYOUTS = ("contiguous", "channels_last", "strided")
+
+
+def device_of(backend):
+    return "cuda" if backend == "cuda" else "cpu"
+
+
+def backend_params():
+    """Every backend, as pytest params; the compiled ones skip when they are not built or have no GPU."""
+    params = [pytest.param("reference")]
+    for name in ("cpu", "cuda"):
+        marks = [pytest.mark.cuda] if name == "cuda" else []
+        if name not in EXTENSION_DEVICES and not (name == "cuda" and not torch.cuda.is_available()):
+            marks.append(pytest.mark.skip(reason=f"the extension has no {name} kernels"))
+        params.append(pytest.param(name, marks=marks))
+    return params
+
+
+def skip_low_precision_reference(backend, dtype):
+    if backend == "reference" and dtype in (torch.float16, torch.bfloat16):
+        pytest.skip("the reference builds its sampling grid in the input dtype, too coarse in fp16/bf16")
+
+
+def make(shape, dtype=torch.float32, device="cpu", layout="contiguous", scale=1.0, offset=0.0):
+    """A random tensor of `shape` with the given memory layout (values scale * N(0, 1) + offset)."""
+    b, c, h, w = shape
+    if layout == "strided":
+        # A view into a larger tensor: every stride differs from the dense one.
+        base = torch.randn(b, c + 1, h, 2 * w, dtype=torch.float64, device=device)[:, 1:, :, ::2]
+    else:
+        base = torch.randn(shape, dtype=torch.float64, device=device)
+    t = (base * scale + offset).to(dtype)
+    if layout == "channels_last":
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def make_flow(b, h, w, dtype=torch.float32, device="cpu", layout="contiguous"):
+    """Flows of a few pixels, with about one pixel in eight pushed far outside the image."""
+    flow = make((b, 2, h, w), torch.float64, device, layout, scale=3.0)
+    far = (torch.rand(b, 1, h, w, device=device) < 0.125).to(torch.float64) * (max(h, w) + 4)
+    sign = torch.where(torch.rand(b, 2, h, w, device=device) < 0.5, -1.0, 1.0).to(torch.float64)
+    return (flow + far * sign).to(dtype)
+
+
+# Each op: how to build its inputs, call it and call the reference. Inputs are in the order of the op.
+def flow_warp_inputs(shape, dtype, device, layout):
+    b, _, h, w = shape
+    return [make(shape, dtype, device, layout), make_flow(b, h, w, dtype, device, layout)]
+
+
+def warp_blend_inputs(shape, dtype, device, layout):
+    b, _, h, w = shape
+    weight = torch.rand(b, 1, h, w, dtype=torch.float64, device=device).to(dtype)
+    if layout == "channels_last":
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    return [
+        make(shape, dtype, device, layout),
+        make_flow(b, h, w, dtype, device, layout),
+        make(shape, dtype, device, layout),
+        weight,
+    ]
+
+
+def masked_warp_l1_inputs(shape, dtype, device, layout, mask_channels=1):
+    b, c, h, w = shape
+    mask = (torch.rand(b, mask_channels if mask_channels == 1 else c, h, w, device=device) < 0.7).to(dtype)
+    if layout == "channels_last":
+        mask = mask.contiguous(memory_format=torch.channels_last)
+    src = make(shape, dtype, device, layout)
+    flow = make_flow(b, h, w, dtype, device, layout)
+    target = make(shape, dtype, device, layout)
+    # |x| has a kink at 0 where the float64 reference and a kernel may legitimately pick different signs;
+    # keep every target clear of the warped value, as gradcheck keeps clear of kinks.
+    warped = reference.flow_warp(src.double(), flow.double(), "border") if src.numel() else src.double()
+    zeros_warped = reference.flow_warp(src.double(), flow.double(), "zeros") if src.numel() else src.double()
+    near = ((target.double() - warped).abs() < 0.05) | ((target.double() - zeros_warped).abs() < 0.05)
+    target = torch.where(near, target.double() + 0.125, target.double()).to(dtype)
+    return [src, flow, target, mask]
+
+
+OPS = {
+    "flow_warp": (flow_warp_inputs, v2v.flow_warp, reference.flow_warp),
+    "warp_blend": (warp_blend_inputs, v2v.warp_blend, reference.warp_blend),
+    "masked_warp_l1": (masked_warp_l1_inputs, v2v.masked_warp_l1, reference.masked_warp_l1),
+}
+
+
+def run_with_grads(fn, inputs, padding_mode, grad_seed=0, **kwargs):
+    """Runs fn on detached copies of inputs and backpropagates a fixed random upstream gradient.
+    Returns (output, [input gradients])."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = fn(*leaves, padding_mode, **kwargs)
+    gen = torch.Generator(device="cpu").manual_seed(grad_seed)
+    upstream = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype).to(out.device)
+    out.backward(upstream)
+    return out.detach(), [leaf.grad for leaf in leaves]
+
+
+def rel_error(actual, expected):
+    actual = actual.detach().to(torch.float64).cpu()
+    expected = expected.detach().to(torch.float64).cpu()
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if expected.numel() == 0:
+        return 0.0
+    nan_a, nan_e = actual.isnan(), expected.isnan()
+    assert torch.equal(nan_a, nan_e), f"NaN positions differ: {nan_a.sum()} vs {nan_e.sum()}"
+    diff = (actual - expected).abs()[~nan_e]
+    if diff.numel() == 0:
+        return 0.0
+    return (diff.max() / expected[~nan_e].abs().max().clamp_min(1e-6)).item()
+
+
+def assert_close_to_reference(actual, expected, dtype, what):
+    err = rel_error(actual, expected)
+    assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:.0e} for {dtype}"

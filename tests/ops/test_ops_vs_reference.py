@@ -1,0 +1,145 @@
+"""Every op on every backend against the float64 reference: values and all gradients, every dtype,
+odd shapes, sizes of 1, many channels, every memory layout (DESIGN.md §5)."""
+
+import pytest
+import torch
+
+from cases import (
+    LAYOUTS,
+    OPS,
+    PADDING_MODES,
+    assert_close_to_reference,
+    backend_params,
+    device_of,
+    run_with_grads,
+    skip_low_precision_reference,
+)
+
+SHAPES = [
+    (2, 3, 17, 23),
+    (1, 1, 1, 9),
+    (1, 3, 7, 1),
+    (1, 2, 1, 1),
+    (3, 5, 9, 13),
+    (1, 64, 6, 10),
+    (1, 256, 3, 5),
+]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+
+
+@pytest.fixture
+def poisoned_allocations(request):
+    """Fills every new allocation with NaN (torch's deterministic mode does this), so an output element a
+    kernel forgets to write shows up as NaN. The CPU kernels are deterministic, so this mode is legal."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(previous)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+def check_op(op, backend, shape, dtype, layout, padding_mode, seed):
+    make_inputs, fn, ref = OPS[op]
+    torch.manual_seed(seed)
+    device = device_of(backend)
+    inputs = make_inputs(shape, dtype, device, layout)
+    out, grads = run_with_grads(fn, inputs, padding_mode, backend=backend)
+    ref_out, ref_grads = run_with_grads(ref, [t.to(torch.float64) for t in inputs], padding_mode)
+    assert out.dtype == dtype and out.device.type == device
+    assert_close_to_reference(out, ref_out, dtype, f"{op} output")
+    names = ["input", "flow", "third input", "fourth input"]
+    for name, g, rg, x in zip(names, grads, ref_grads, inputs):
+        assert g is not None and g.shape == x.shape and g.dtype == dtype, name
+        assert_close_to_reference(g, rg, dtype, f"{op} gradient of {name}")
+
+
+@pytest.mark.usefixtures("poisoned_allocations")
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matches_reference(op, backend, shape, dtype, padding_mode):
+    if backend == "reference" and dtype != torch.float64 and shape != SHAPES[0]:
+        pytest.skip("the reference against itself is checked once per dtype")
+    skip_low_precision_reference(backend, dtype)
+    check_op(op, backend, shape, dtype, "contiguous", padding_mode, seed=hash(shape) % 1000)
+
+
+@pytest.mark.usefixtures("poisoned_allocations")
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_layouts(op, backend, layout, dtype):
+    skip_low_precision_reference(backend, dtype)
+    check_op(op, backend, (2, 4, 11, 14), dtype, layout, "border", seed=7)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+def test_gradcheck(op, backend, padding_mode):
+    make_inputs, fn, _ = OPS[op]
+    torch.manual_seed(3)
+    inputs = [t.requires_grad_(True) for t in make_inputs((2, 3, 6, 7), torch.float64, device_of(backend), "contiguous")]
+    assert torch.autograd.gradcheck(lambda *xs: fn(*xs, padding_mode, backend=backend), inputs)
+
+
+@pytest.mark.parametrize("backend", backend_params()[1:])
+@pytest.mark.parametrize("op", OPS)
+def test_outputs_keep_input_layout(op, backend):
+    """channels_last in, channels_last out, with no hidden conversion (the reference, grid_sample, does not
+    promise this)."""
+    make_inputs, fn, _ = OPS[op]
+    inputs = make_inputs((2, 3, 8, 9), torch.float32, device_of(backend), "channels_last")
+    out, grads = run_with_grads(fn, inputs, "border", backend=backend)
+    if op != "masked_warp_l1":
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    for g in grads:
+        assert g.is_contiguous(memory_format=torch.channels_last) or g.shape[1] == 1
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 0, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0)])
+def test_empty(op, backend, shape):
+    make_inputs, fn, _ = OPS[op]
+    inputs = make_inputs(shape, torch.float32, device_of(backend), "contiguous")
+    out, grads = run_with_grads(fn, inputs, "border", backend=backend)
+    if op == "masked_warp_l1":
+        assert out.isnan()  # the mean of no elements, as torch.mean
+    else:
+        assert out.shape == shape
+    for g, x in zip(grads, inputs):
+        assert g.shape == x.shape
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_masked_warp_l1_per_channel_mask(backend):
+    make_inputs, fn, ref = OPS["masked_warp_l1"]
+    torch.manual_seed(5)
+    inputs = make_inputs((2, 3, 9, 10), torch.float32, device_of(backend), "contiguous", mask_channels=3)
+    out, grads = run_with_grads(fn, inputs, "zeros", backend=backend)
+    ref_out, ref_grads = run_with_grads(ref, [t.double() for t in inputs], "zeros")
+    assert_close_to_reference(out, ref_out, torch.float32, "loss")
+    for g, rg in zip(grads, ref_grads):
+        assert_close_to_reference(g, rg, torch.float32, "gradient")
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("op", OPS)
+def test_only_requested_gradients(op, backend):
+    """Each input can be the only one that needs a gradient; the others get none."""
+    make_inputs, fn, ref = OPS[op]
+    torch.manual_seed(11)
+    inputs = make_inputs((1, 3, 8, 8), torch.float64, device_of(backend), "contiguous")
+    for i in range(len(inputs)):
+        leaves = [t.clone().requires_grad_(j == i) for j, t in enumerate(inputs)]
+        fn(*leaves, "border", backend=backend).sum().backward()
+        ref_leaves = [t.clone().requires_grad_(j == i) for j, t in enumerate(inputs)]
+        ref(*ref_leaves, "border").sum().backward()
+        assert all(leaves[j].grad is None for j in range(len(inputs)) if j != i)
+        assert_close_to_reference(leaves[i].grad, ref_leaves[i].grad, torch.float64, f"gradient {i}")
