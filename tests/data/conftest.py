@@ -1,0 +1,92 @@
+"""Shared inputs for the data tests: small training clips transcoded from the bundled footage."""
+
+import numpy as np
+import pytest
+
+CLIP_FRAMES = 48  # short clips keep the suite fast on two cores
+
+
+@pytest.fixture(scope="session")
+def carphone():
+    pytest.importorskip("av")
+    from vid2vid_fast.data import bundled_clip
+
+    try:
+        return bundled_clip("carphone_pristine.mp4")
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def prepared(carphone, tmp_path_factory):
+    """The first 48 frames of the carphone clip as VP9, MJPEG and H.264 training files."""
+    from vid2vid_fast.data import prepare_video
+    from vid2vid_fast.data.prepare import default_suffix
+
+    folder = tmp_path_factory.mktemp("prepared")
+    return {
+        codec: prepare_video(carphone, folder / f"carphone_{codec}{default_suffix(codec)}", codec=codec,
+                             max_frames=CLIP_FRAMES, progress=False)
+        for codec in ("vp9", "mjpeg", "h264")
+    }
+
+
+@pytest.fixture(scope="session")
+def short_clip(carphone, tmp_path_factory):
+    """A second, shorter VP9 clip (30 frames, half height) so that videos differ in length and size."""
+    from vid2vid_fast.data import prepare_video
+
+    path = tmp_path_factory.mktemp("short") / "carphone_short.webm"
+    return prepare_video(carphone, path, codec="vp9", height=72, max_frames=30, progress=False)
+
+
+@pytest.fixture(scope="session")
+def static_clip(prepared, tmp_path_factory):
+    """One real frame repeated 16 times (MJPEG: every frame decodes to the same pixels), so that any
+    difference between the frames of an augmented clip comes from the augmentation."""
+    import av
+
+    from vid2vid_fast.data import read_frames
+
+    frame = read_frames(prepared["vp9"], [10])[0]
+    path = tmp_path_factory.mktemp("static") / "static.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuvj420p"
+        for i in range(16):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuvj420p")
+            video_frame.pts = i
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def decode_all(path) -> np.ndarray:
+    """Every frame of a file, decoded front to back with PyAV: uint8 (N, H, W, 3)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def psnr(a, b, peak=255.0) -> float:
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+
+
+def truncated_copy(path, folder):
+    data = path.read_bytes()
+    out = folder / f"truncated{path.suffix}"
+    out.write_bytes(data[: len(data) // 2])
+    return out
+
+
+def corrupt_copy(path, folder):
+    """The file with its container header overwritten by zeros."""
+    data = bytearray(path.read_bytes())
+    data[:4096] = bytes(4096)
+    out = folder / f"corrupt{path.suffix}"
+    out.write_bytes(bytes(data))
+    return out

@@ -1,0 +1,44 @@
+"""Backend choice and the fallback when the compiled extension is missing."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+import vid2vid_fast as v2v
+from vid2vid_fast.ops import backends
+
+
+def test_available_backends_lists_reference_last():
+    names = v2v.available_backends("cpu")
+    assert names[-1] == "reference"
+    assert names[0] == ("cpu" if "cpu" in backends.EXTENSION_DEVICES else "reference")
+
+
+def test_auto_picks_the_fastest_available():
+    assert backends.resolve_backend("auto", torch.device("cpu")) == v2v.available_backends("cpu")[0]
+
+
+def test_without_extension_everything_falls_back_and_says_why():
+    script = (
+        "import warnings, torch\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import vid2vid_fast as v\n"
+        "print(v.available_backends('cpu'))\n"
+        "print([str(w.message) for w in caught if 'reference' in str(w.message)])\n"
+        "img = torch.rand(1, 3, 4, 5); flow = torch.rand(1, 2, 4, 5)\n"
+        "print(v.flow_warp(img, flow).shape)\n"
+        "try:\n"
+        "    v.flow_warp(img, flow, backend='cpu')\n"
+        "except RuntimeError as e:\n"
+        "    print('error:', e)\n"
+    )
+    env = dict(os.environ, VID2VID_FAST_NO_EXTENSION="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == "['reference']"
+    assert "VID2VID_FAST_NO_EXTENSION=1" in lines[1] and "pure PyTorch reference" in lines[1]
+    assert lines[2] == "torch.Size([1, 3, 4, 5])"
+    assert lines[3].startswith("error: backend='cpu' is unavailable")
