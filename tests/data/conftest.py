@@ -1,9 +1,8 @@
 """Shared inputs for the data tests: small training clips transcoded from the bundled footage."""
 
-import numpy as np
 import pytest
 
-CLIP_FRAMES = 48  # short clips keep the suite fast on two cores
+from data_helpers import CLIP_FRAMES
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +50,7 @@ def static_clip(prepared, tmp_path_factory):
     frame = read_frames(prepared["vp9"], [10])[0]
     path = tmp_path_factory.mktemp("static") / "static.mkv"
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("mjpeg", rate=25)
+        stream = container.add_stream("mjpeg", rate=25, options={"qmin": "2", "qmax": "2"})
         stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuvj420p"
         for i in range(16):
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuvj420p")
@@ -61,32 +60,3 @@ def static_clip(prepared, tmp_path_factory):
         for packet in stream.encode():
             container.mux(packet)
     return path
-
-
-def decode_all(path) -> np.ndarray:
-    """Every frame of a file, decoded front to back with PyAV: uint8 (N, H, W, 3)."""
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
-
-
-def psnr(a, b, peak=255.0) -> float:
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
-
-
-def truncated_copy(path, folder):
-    data = path.read_bytes()
-    out = folder / f"truncated{path.suffix}"
-    out.write_bytes(data[: len(data) // 2])
-    return out
-
-
-def corrupt_copy(path, folder):
-    """The file with its container header overwritten by zeros."""
-    data = bytearray(path.read_bytes())
-    data[:4096] = bytes(4096)
-    out = folder / f"corrupt{path.suffix}"
-    out.write_bytes(bytes(data))
-    return out

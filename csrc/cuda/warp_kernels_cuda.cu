@@ -1,0 +1,504 @@
+// CUDA kernels for flow_warp, warp_blend and masked_warp_l1, forward and backward.
+//
+// One thread per output pixel (b, y, x): it computes the bilinear sample once (warp_math.h, the same code
+// the CPU kernels run) and loops over channels. Any strides work, channels_last included, with no copy.
+// Image gradients are scattered with float atomics into an fp32 (fp64 for double) buffer, which is also
+// what keeps fp16/bf16 gradients accurate; every other gradient is gathered, so it needs no atomics.
+// Offsets are 32-bit when every tensor fits, 64-bit otherwise.
+#include <ATen/Context.h>
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <limits>
+
+#include "../ops.h"
+
+namespace vid2vid_fast {
+namespace {
+
+using at::Tensor;
+
+constexpr int kThreads = 256;
+
+template <typename acc_t>
+__device__ __forceinline__ acc_t device_nan();
+template <>
+__device__ __forceinline__ float device_nan<float>() {
+  return __int_as_float(0x7fc00000);
+}
+template <>
+__device__ __forceinline__ double device_nan<double>() {
+  return __longlong_as_double(0x7ff8000000000000LL);
+}
+
+// The pixel this thread owns, or false when it is past the end.
+template <typename index_t>
+__device__ __forceinline__ bool pixel_of_thread(int64_t n_pixels, int64_t H, int64_t W, int64_t* b, int64_t* y,
+                                                int64_t* x) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n_pixels) return false;
+  const index_t j = static_cast<index_t>(i);
+  *x = j % static_cast<index_t>(W);
+  const index_t rest = j / static_cast<index_t>(W);
+  *y = rest % static_cast<index_t>(H);
+  *b = rest / static_cast<index_t>(H);
+  return true;
+}
+
+template <typename acc_t, typename scalar_t, typename index_t>
+__device__ __forceinline__ Sample<acc_t> thread_sample(const Strided4<const scalar_t, index_t>& flow, int64_t b,
+                                                       int64_t y, int64_t x, int64_t H, int64_t W, bool zeros) {
+  const acc_t dx = static_cast<acc_t>(flow(b, 0, y, x));
+  const acc_t dy = static_cast<acc_t>(flow(b, 1, y, x));
+  return sample_at<acc_t>(x, y, dx, dy, H, W, zeros);
+}
+
+template <typename acc_t, typename index_t>
+struct AtomicPlane {
+  Plane<acc_t, index_t> plane;
+  __device__ __forceinline__ void operator()(int64_t y, int64_t x, acc_t v) const {
+    atomicAdd(&plane.at(y, x), v);
+  }
+};
+
+bool fits_int32(const Tensor& t) {
+  int64_t max_offset = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) == 0) return true;
+    max_offset += (t.size(d) - 1) * std::abs(t.stride(d));
+  }
+  return max_offset < std::numeric_limits<int32_t>::max() && t.numel() < std::numeric_limits<int32_t>::max();
+}
+
+template <typename... Ts>
+bool all_fit_int32(const Ts&... ts) {
+  return (fits_int32(ts) && ...);
+}
+
+int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+
+// Runs body.template operator()<index_t>() with index_t = int32_t when every tensor fits, else int64_t.
+#define V2V_DISPATCH_INDEX(use_int32, ...) \
+  [&] {                                    \
+    if (use_int32) {                       \
+      using index_t = int32_t;             \
+      return __VA_ARGS__();                \
+    }                                      \
+    using index_t = int64_t;               \
+    return __VA_ARGS__();                  \
+  }()
+
+// ---------------------------------------------------------------------------------------------- flow_warp
+
+template <typename scalar_t, typename index_t>
+__global__ void flow_warp_forward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
+                                         Strided4<const scalar_t, index_t> img, Strided4<const scalar_t, index_t> flow,
+                                         Strided4<scalar_t, index_t> out, bool zeros) {
+  using acc_t = at::opmath_type<scalar_t>;
+  int64_t b, y, x;
+  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
+  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t v = s.valid ? interpolate(read_corners(img.plane(b, c), s), s) : device_nan<acc_t>();
+    out(b, c, y, x) = static_cast<scalar_t>(v);
+  }
+}
+
+template <typename scalar_t, typename index_t>
+__global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
+                                          Strided4<const scalar_t, index_t> grad_out,
+                                          Strided4<const scalar_t, index_t> img, Strided4<const scalar_t, index_t> flow,
+                                          Strided4<at::opmath_type<scalar_t>, index_t> grad_img,
+                                          Strided4<scalar_t, index_t> grad_flow, bool need_img, bool need_flow,
+                                          bool zeros) {
+  using acc_t = at::opmath_type<scalar_t>;
+  int64_t b, y, x;
+  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
+  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  acc_t gx = 0, gy = 0;
+  if (s.valid) {
+    for (int64_t c = 0; c < C; ++c) {
+      const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
+      if (need_img) scatter_corners(s, g, AtomicPlane<acc_t, index_t>{grad_img.plane(b, c)});
+      if (need_flow) {
+        const Corners<acc_t> k = read_corners(img.plane(b, c), s);
+        gx += g * interpolate_dx(k, s);
+        gy += g * interpolate_dy(k, s);
+      }
+    }
+  }
+  if (need_flow) {
+    grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
+    grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
+  }
+}
+
+// Returns the image gradient in the image's dtype (accumulated in acc_t, wider for fp16/bf16).
+Tensor finish_grad(const Tensor& acc_grad, const Tensor& like) {
+  return acc_grad.scalar_type() == like.scalar_type() ? acc_grad : acc_grad.to(like.scalar_type());
+}
+
+// Gradients scattered with atomics are not bit-reproducible; under torch.use_deterministic_algorithms
+// this raises (or warns, with warn_only=True) instead of silently varying.
+void alert_atomic_backward(const char* op) {
+  at::globalContext().alertNotDeterministic(op);
+}
+
+Tensor flow_warp_cuda(const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
+  check_image_and_flow(img, flow, "img");
+  const bool zeros = parse_zeros_padding(padding_mode);
+  Tensor out = empty_like_layout(img);
+  const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
+  const int64_t n_pixels = B * H * W;
+  if (out.numel() == 0) return out;
+  const c10::cuda::CUDAGuard guard(img.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_cuda", [&] {
+    V2V_DISPATCH_INDEX(all_fit_int32(img, flow, out), [&] {
+      flow_warp_forward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
+          n_pixels, C, H, W, strided4<const scalar_t, index_t>(img), strided4<const scalar_t, index_t>(flow),
+          strided4<scalar_t, index_t>(out), zeros);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return out;
+}
+
+std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const Tensor& img, const Tensor& flow,
+                                                   const std::string& padding_mode, std::array<bool, 2> mask) {
+  check_image_and_flow(img, flow, "img");
+  check_same_layout(grad_out, "grad_out", img, "img", 0);
+  const bool zeros = parse_zeros_padding(padding_mode);
+  const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
+  const int64_t n_pixels = B * H * W;
+  if (mask[0]) alert_atomic_backward("vid2vid_fast::flow_warp_backward (CUDA, image gradient)");
+  Tensor grad_img = unrequested(img), grad_flow = unrequested(flow);
+  const c10::cuda::CUDAGuard guard(img.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Tensor acc = mask[0] ? zeros_like_layout(img, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
+    if (mask[1]) grad_flow = empty_like_layout(flow);
+    if (n_pixels > 0) {
+      const Tensor& acc_view = mask[0] ? acc : img;
+      const Tensor& gf_view = mask[1] ? grad_flow : flow;
+      V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out, acc_view), [&] {
+        flow_warp_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
+            n_pixels, C, H, W, strided4<const scalar_t, index_t>(grad_out), strided4<const scalar_t, index_t>(img),
+            strided4<const scalar_t, index_t>(flow), strided4<acc_t, index_t>(acc_view),
+            strided4<scalar_t, index_t>(gf_view), mask[0], mask[1], zeros);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    }
+    if (mask[0]) grad_img = finish_grad(acc, img);
+  });
+  return {grad_img, grad_flow};
+}
+
+// --------------------------------------------------------------------------------------------- warp_blend
+
+template <typename scalar_t, typename index_t>
+__global__ void warp_blend_forward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
+                                          Strided4<const scalar_t, index_t> prev, Strided4<const scalar_t, index_t> flow,
+                                          Strided4<const scalar_t, index_t> raw, Strided4<const scalar_t, index_t> weight,
+                                          Strided4<scalar_t, index_t> out, bool zeros) {
+  using acc_t = at::opmath_type<scalar_t>;
+  int64_t b, y, x;
+  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
+  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t warped = s.valid ? interpolate(read_corners(prev.plane(b, c), s), s) : device_nan<acc_t>();
+    out(b, c, y, x) = static_cast<scalar_t>(static_cast<acc_t>(raw(b, c, y, x)) * w + warped * (acc_t(1) - w));
+  }
+}
+
+template <typename scalar_t, typename index_t>
+__global__ void warp_blend_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
+                                           Strided4<const scalar_t, index_t> grad_out,
+                                           Strided4<const scalar_t, index_t> prev, Strided4<const scalar_t, index_t> flow,
+                                           Strided4<const scalar_t, index_t> raw, Strided4<const scalar_t, index_t> weight,
+                                           Strided4<at::opmath_type<scalar_t>, index_t> grad_prev,
+                                           Strided4<scalar_t, index_t> grad_flow, Strided4<scalar_t, index_t> grad_raw,
+                                           Strided4<scalar_t, index_t> grad_weight, bool need_prev, bool need_flow,
+                                           bool need_raw, bool need_weight, bool zeros) {
+  using acc_t = at::opmath_type<scalar_t>;
+  int64_t b, y, x;
+  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
+  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
+  const bool need_warped = need_flow || need_weight;
+  acc_t gx = 0, gy = 0, gw = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
+    if (need_raw) grad_raw(b, c, y, x) = static_cast<scalar_t>(g * w);
+    const acc_t gp = g * (acc_t(1) - w);
+    if (need_prev && s.valid) scatter_corners(s, gp, AtomicPlane<acc_t, index_t>{grad_prev.plane(b, c)});
+    if (!need_warped) continue;
+    acc_t warped = device_nan<acc_t>();
+    if (s.valid) {
+      const Corners<acc_t> k = read_corners(prev.plane(b, c), s);
+      warped = interpolate(k, s);
+      gx += gp * interpolate_dx(k, s);
+      gy += gp * interpolate_dy(k, s);
+    }
+    gw += g * (static_cast<acc_t>(raw(b, c, y, x)) - warped);
+  }
+  if (need_flow) {
+    grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
+    grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
+  }
+  if (need_weight) grad_weight(b, 0, y, x) = static_cast<scalar_t>(gw);
+}
+
+void check_warp_blend(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight) {
+  check_image_and_flow(prev, flow, "prev");
+  check_same_layout(raw, "raw", prev, "prev", 0);
+  check_mask(weight, "weight", prev, /*per_channel_ok=*/false);
+}
+
+Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
+                       const std::string& padding_mode) {
+  check_warp_blend(prev, flow, raw, weight);
+  const bool zeros = parse_zeros_padding(padding_mode);
+  Tensor out = empty_like_layout(raw);
+  const int64_t B = prev.size(0), C = prev.size(1), H = prev.size(2), W = prev.size(3);
+  const int64_t n_pixels = B * H * W;
+  if (out.numel() == 0) return out;
+  const c10::cuda::CUDAGuard guard(prev.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_cuda", [&] {
+    V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, out), [&] {
+      warp_blend_forward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
+          n_pixels, C, H, W, strided4<const scalar_t, index_t>(prev), strided4<const scalar_t, index_t>(flow),
+          strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
+          strided4<scalar_t, index_t>(out), zeros);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return out;
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor& grad_out, const Tensor& prev,
+                                                                    const Tensor& flow, const Tensor& raw,
+                                                                    const Tensor& weight,
+                                                                    const std::string& padding_mode,
+                                                                    std::array<bool, 4> mask) {
+  check_warp_blend(prev, flow, raw, weight);
+  check_same_layout(grad_out, "grad_out", prev, "prev", 0);
+  const bool zeros = parse_zeros_padding(padding_mode);
+  const int64_t B = prev.size(0), C = prev.size(1), H = prev.size(2), W = prev.size(3);
+  const int64_t n_pixels = B * H * W;
+  if (mask[0]) alert_atomic_backward("vid2vid_fast::warp_blend_backward (CUDA, prev gradient)");
+  Tensor grad_prev = unrequested(prev), grad_flow = unrequested(flow);
+  Tensor grad_raw = unrequested(raw), grad_weight = unrequested(weight);
+  const c10::cuda::CUDAGuard guard(prev.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Tensor acc = mask[0] ? zeros_like_layout(prev, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
+    if (mask[1]) grad_flow = empty_like_layout(flow);
+    if (mask[2]) grad_raw = empty_like_layout(raw);
+    if (mask[3]) grad_weight = empty_like_layout(weight);
+    if (n_pixels > 0) {
+      const Tensor& acc_view = mask[0] ? acc : prev;
+      V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out, acc_view), [&] {
+        warp_blend_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
+            n_pixels, C, H, W, strided4<const scalar_t, index_t>(grad_out), strided4<const scalar_t, index_t>(prev),
+            strided4<const scalar_t, index_t>(flow), strided4<const scalar_t, index_t>(raw),
+            strided4<const scalar_t, index_t>(weight), strided4<acc_t, index_t>(acc_view),
+            strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow), strided4<scalar_t, index_t>(mask[2] ? grad_raw : raw),
+            strided4<scalar_t, index_t>(mask[3] ? grad_weight : weight), mask[0], mask[1], mask[2], mask[3], zeros);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    }
+    if (mask[0]) grad_prev = finish_grad(acc, prev);
+  });
+  return {grad_prev, grad_flow, grad_raw, grad_weight};
+}
+
+// ----------------------------------------------------------------------------------------- masked_warp_l1
+
+// Sums |warped * m - t * m| over the channels of each pixel, then over the block with a fixed tree, into
+// one partial per block; the partials are summed by at::sum. No atomics, so the loss is reproducible.
+template <typename scalar_t, typename index_t>
+__global__ void masked_warp_l1_forward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
+                                              Strided4<const scalar_t, index_t> src, Strided4<const scalar_t, index_t> flow,
+                                              Strided4<const scalar_t, index_t> target,
+                                              Strided4<const scalar_t, index_t> mask,
+                                              at::opmath_type<scalar_t>* partials, bool zeros) {
+  using acc_t = at::opmath_type<scalar_t>;
+  __shared__ acc_t block_sum[kThreads];
+  acc_t sum = 0;
+  int64_t b, y, x;
+  if (pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) {
+    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+    for (int64_t c = 0; c < C; ++c) {
+      const acc_t warped = s.valid ? interpolate(read_corners(src.plane(b, c), s), s) : device_nan<acc_t>();
+      const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
+      const acc_t d = warped * m - static_cast<acc_t>(target(b, c, y, x)) * m;
+      sum += d < acc_t(0) ? -d : d;
+    }
+  }
+  block_sum[threadIdx.x] = sum;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) block_sum[threadIdx.x] += block_sum[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = block_sum[0];
+}
+
+template <typename scalar_t, typename index_t>
+__global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
+                                               const scalar_t* grad_out, double inv_count,
+                                               Strided4<const scalar_t, index_t> src,
+                                               Strided4<const scalar_t, index_t> flow,
+                                               Strided4<const scalar_t, index_t> target,
+                                               Strided4<const scalar_t, index_t> mask,
+                                               Strided4<at::opmath_type<scalar_t>, index_t> grad_src,
+                                               Strided4<scalar_t, index_t> grad_flow,
+                                               Strided4<scalar_t, index_t> grad_target,
+                                               Strided4<scalar_t, index_t> grad_mask, bool need_src, bool need_flow,
+                                               bool need_target, bool need_mask, bool mask_per_channel, bool zeros) {
+  using acc_t = at::opmath_type<scalar_t>;
+  int64_t b, y, x;
+  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
+  const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
+  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  acc_t gx = 0, gy = 0, gm_sum = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    Corners<acc_t> k{};
+    acc_t warped = device_nan<acc_t>();
+    if (s.valid) {
+      k = read_corners(src.plane(b, c), s);
+      warped = interpolate(k, s);
+    }
+    const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
+    const acc_t t = static_cast<acc_t>(target(b, c, y, x));
+    const acc_t sg = sign_of(warped * m - t * m) * scale;
+    if (need_target) grad_target(b, c, y, x) = static_cast<scalar_t>(-sg * m);
+    if (need_mask) {
+      const acc_t v = sg * (warped - t);
+      if (mask_per_channel) {
+        grad_mask(b, c, y, x) = static_cast<scalar_t>(v);
+      } else {
+        gm_sum += v;
+      }
+    }
+    if (s.valid) {
+      if (need_src) scatter_corners(s, sg * m, AtomicPlane<acc_t, index_t>{grad_src.plane(b, c)});
+      if (need_flow) {
+        gx += sg * m * interpolate_dx(k, s);
+        gy += sg * m * interpolate_dy(k, s);
+      }
+    }
+  }
+  if (need_flow) {
+    grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
+    grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
+  }
+  if (need_mask && !mask_per_channel) grad_mask(b, 0, y, x) = static_cast<scalar_t>(gm_sum);
+}
+
+void check_masked_warp_l1(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask) {
+  check_image_and_flow(src, flow, "src");
+  check_same_layout(target, "target", src, "src", 0);
+  check_mask(mask, "mask", src, /*per_channel_ok=*/true);
+}
+
+Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
+                           const std::string& padding_mode) {
+  check_masked_warp_l1(src, flow, target, mask);
+  const bool zeros = parse_zeros_padding(padding_mode);
+  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+  const int64_t n_pixels = B * H * W;
+  const double count = static_cast<double>(src.numel());
+  if (src.numel() == 0) return at::full({}, std::numeric_limits<double>::quiet_NaN(), src.options());
+  const c10::cuda::CUDAGuard guard(src.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t blocks = blocks_for(n_pixels);
+    Tensor partials = at::empty({blocks}, src.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask), [&] {
+      masked_warp_l1_forward_kernel<scalar_t, index_t><<<blocks, kThreads, 0, stream>>>(
+          n_pixels, C, H, W, strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
+          strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
+          partials.data_ptr<acc_t>(), zeros);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    out = partials.sum(at::kDouble).div_(count).to(src.scalar_type());
+  });
+  return out;
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Tensor& grad_out, const Tensor& src,
+                                                                        const Tensor& flow, const Tensor& target,
+                                                                        const Tensor& mask,
+                                                                        const std::string& padding_mode,
+                                                                        std::array<bool, 4> need) {
+  check_masked_warp_l1(src, flow, target, mask);
+  TORCH_CHECK(grad_out.numel() == 1, "grad_out of masked_warp_l1 must be a scalar, got ", grad_out.sizes());
+  TORCH_CHECK(grad_out.device() == src.device() && grad_out.scalar_type() == src.scalar_type(),
+              "grad_out must be a ", src.scalar_type(), " scalar on ", src.device());
+  const bool zeros = parse_zeros_padding(padding_mode);
+  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+  const int64_t n_pixels = B * H * W;
+  const bool mask_per_channel = mask.size(1) != 1 || C == 1;
+  if (need[0]) alert_atomic_backward("vid2vid_fast::masked_warp_l1_backward (CUDA, src gradient)");
+  Tensor grad_src = unrequested(src), grad_flow = unrequested(flow);
+  Tensor grad_target = unrequested(target), grad_mask = unrequested(mask);
+  const c10::cuda::CUDAGuard guard(src.device());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const Tensor grad_scalar = grad_out.reshape({}).contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    Tensor acc = need[0] ? zeros_like_layout(src, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
+    if (need[1]) grad_flow = empty_like_layout(flow);
+    if (need[2]) grad_target = empty_like_layout(target);
+    if (need[3]) grad_mask = empty_like_layout(mask);
+    if (src.numel() > 0) {
+      const Tensor& acc_view = need[0] ? acc : src;
+      V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, acc_view), [&] {
+        masked_warp_l1_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
+            n_pixels, C, H, W, grad_scalar.data_ptr<scalar_t>(), 1.0 / static_cast<double>(src.numel()),
+            strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
+            strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
+            strided4<acc_t, index_t>(acc_view), strided4<scalar_t, index_t>(need[1] ? grad_flow : flow),
+            strided4<scalar_t, index_t>(need[2] ? grad_target : target),
+            strided4<scalar_t, index_t>(need[3] ? grad_mask : mask), need[0], need[1], need[2], need[3],
+            mask_per_channel, zeros);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    } else {
+      if (need[1]) grad_flow.zero_();
+      if (need[2]) grad_target.zero_();
+      if (need[3]) grad_mask.zero_();
+    }
+    if (need[0]) grad_src = finish_grad(acc, src);
+  });
+  return {grad_src, grad_flow, grad_target, grad_mask};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(vid2vid_fast, CUDA, m) {
+  m.impl("flow_warp", &flow_warp_cuda);
+  m.impl("flow_warp_backward", &flow_warp_backward_cuda);
+  m.impl("warp_blend", &warp_blend_cuda);
+  m.impl("warp_blend_backward", &warp_blend_backward_cuda);
+  m.impl("masked_warp_l1", &masked_warp_l1_cuda);
+  m.impl("masked_warp_l1_backward", &masked_warp_l1_backward_cuda);
+}
+
+}  // namespace vid2vid_fast
