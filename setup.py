@@ -27,7 +27,7 @@ def extension():
     return CUDAExtension(
         "vid2vid_fast._C",
         sources,
-        extra_compile_args={"cxx": cxx_flags + ["-DVID2VID_FAST_WITH_CUDA"], "nvcc": ["-O3", "-lineinfo"]},
+        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
     )
 
 

@@ -27,16 +27,14 @@ def _jit_build():
 
     sources = sorted(str(p) for p in [*_SOURCE_DIR.glob("*.cpp"), *_SOURCE_DIR.glob("cpu/*.cpp")])
     with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
-    flags = ["-O3"]
     if with_cuda:
         sources += sorted(str(p) for p in _SOURCE_DIR.glob("cuda/*.cu"))
-        flags.append("-DVID2VID_FAST_WITH_CUDA")
     log.warning("vid2vid_fast: compiling the extension (%s) once; this takes a minute or two",
                 "CPU + CUDA" if with_cuda else "CPU")
     cpp_extension.load(
         name="vid2vid_fast_C",
         sources=sources,
-        extra_cflags=flags,
+        extra_cflags=["-O3"],
         extra_cuda_cflags=["-O3", "-lineinfo"],
         is_python_module=False,
         verbose=False,
@@ -44,19 +42,20 @@ def _jit_build():
 
 
 def _load_extension():
-    """Returns (loaded, reason). Tries the installed vid2vid_fast._C, then VID2VID_FAST_LIBRARY (a library
-    built with CMake), then a JIT build from the source tree; VID2VID_FAST_NO_EXTENSION=1 skips all three."""
+    """Returns (loaded, reason). Tries VID2VID_FAST_LIBRARY (a library built with CMake) when it is set, else
+    the installed vid2vid_fast._C, then a JIT build from the source tree; VID2VID_FAST_NO_EXTENSION=1
+    skips all of them."""
     if os.environ.get("VID2VID_FAST_NO_EXTENSION", "0") == "1":
         return False, "VID2VID_FAST_NO_EXTENSION=1 is set"
+    library = os.environ.get("VID2VID_FAST_LIBRARY")
+    if library:
+        torch.ops.load_library(library)
+        return True, f"the library VID2VID_FAST_LIBRARY={library}"
     try:
         importlib.import_module("vid2vid_fast._C")
         return True, "the installed extension vid2vid_fast._C"
     except ImportError as e:
         missing = str(e)
-    library = os.environ.get("VID2VID_FAST_LIBRARY")
-    if library:
-        torch.ops.load_library(library)
-        return True, f"the library VID2VID_FAST_LIBRARY={library}"
     if os.environ.get("VID2VID_FAST_NO_JIT", "0") == "1":
         return False, f"vid2vid_fast._C is not built ({missing}) and VID2VID_FAST_NO_JIT=1 is set"
     if not _SOURCE_DIR.is_dir():

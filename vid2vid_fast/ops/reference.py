@@ -36,7 +36,7 @@ def grid_sample_warp(img, flow, padding_mode="border"):
     Needs H, W > 1 and a finite flow; the op functions below handle the rest.
     """
     _, _, height, width = img.shape
-    pos = _base_grid(height, width, flow.dtype, flow.device) + flow
+    pos = _base_grid(flow.shape[2], flow.shape[3], flow.dtype, flow.device) + flow
     scale = torch.tensor([2.0 / (width - 1), 2.0 / (height - 1)], dtype=flow.dtype, device=flow.device)
     grid = (pos * scale.view(1, 2, 1, 1) - 1).permute(0, 2, 3, 1)
     return F.grid_sample(img, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
@@ -46,7 +46,7 @@ def flow_warp(img, flow, padding_mode="border"):
     check_padding_mode(padding_mode)
     _, _, height, width = img.shape
     if img.numel() == 0 or flow.numel() == 0:
-        return img.new_empty(img.shape)
+        return img + 0 * flow.sum()  # empty, and still connected to both inputs for autograd
     # Far enough outside that every bilinear corner is outside the image, small enough to stay exact.
     far = float(2 * (max(height, width) + 2))
     invalid = flow.isnan().any(dim=1, keepdim=True)

@@ -1,0 +1,166 @@
+"""Video clips decoded with PyAV (FFmpeg): the loader to use where DALI is missing or cannot decode a
+file. It yields exactly what ``DALIVideoLoader`` yields, for the same clips (see ``sampling``), and
+runs its decoding in DataLoader worker processes."""
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import DecodeTimeoutError, VideoDataError
+from .probe import VideoInfo, probe_video
+from .sampling import ClipSampling, epoch_clips, shard_bounds
+from .transforms import VideoAugment, apply_video_transform, draw_video_transform
+
+
+def probe_all(videos) -> list[VideoInfo]:
+    """``probe_video`` for each path; ``VideoInfo`` items (already probed) pass through."""
+    if isinstance(videos, (str, Path)):
+        raise TypeError(f"expected a list of video files, got the single path {videos!r}")
+    infos = [v if isinstance(v, VideoInfo) else probe_video(v) for v in videos]
+    if not infos:
+        raise ValueError("no video files given")
+    return infos
+
+
+def read_frames(path, frame_indices) -> np.ndarray:
+    """Decode the frames at ``frame_indices`` (ascending) of a constant-rate video: uint8 (T, H, W, 3), RGB."""
+    import av
+
+    wanted = list(frame_indices)
+    if wanted != sorted(wanted) or not wanted or wanted[0] < 0:
+        raise ValueError(f"frame_indices must be non-empty, ascending and >= 0, got {wanted}")
+    path = Path(path)
+    frames = {}
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            fps = Fraction(stream.average_rate or stream.guessed_rate)
+            time_base = Fraction(stream.time_base)
+            start_pts = stream.start_time or 0
+
+            def index_of(frame):
+                return round((frame.pts - start_pts) * time_base * fps)
+
+            def decode_from(seek_pts):
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+                first = None
+                for frame in container.decode(stream):
+                    index = index_of(frame)
+                    if first is None:
+                        first = index
+                        if first > wanted[0]:
+                            return False  # the seek landed past the clip: the caller rewinds
+                    if index in wanted_set:
+                        frames[index] = frame.to_ndarray(format="rgb24")
+                    if index >= wanted[-1]:
+                        break
+                return True
+
+            wanted_set = set(wanted)
+            if not decode_from(start_pts + int(wanted[0] / fps / time_base)):
+                frames.clear()
+                decode_from(start_pts)
+    except av.FFmpegError as error:
+        raise VideoDataError(f"cannot decode {path} (frames {wanted[0]}..{wanted[-1]}): {error}") from error
+    missing = [i for i in wanted if i not in frames]
+    if missing:
+        raise VideoDataError(
+            f"{path} ended before frame {missing[0]} (wanted frames {wanted[0]}..{wanted[-1]}); "
+            "the file is truncated or corrupt, or not constant-rate: re-create it with prepare_video"
+        )
+    return np.stack([frames[i] for i in wanted])
+
+
+class VideoClipDataset(Dataset):
+    """One item per clip of ``sampling`` over ``videos``, decoded with PyAV and augmented.
+
+    Item: ``{"frames": float32 (T, C, H, W) in [-1, 1], "video_index": int64, "frame_index": int64 (T,)}``.
+    Augmentation draws from torch's global generator, which DataLoader seeds per worker.
+    """
+
+    def __init__(self, videos, sampling: ClipSampling, augment: VideoAugment):
+        self.videos = probe_all(videos)
+        self.sampling = sampling
+        self.augment = augment
+        self.clips = epoch_clips({info.path: info.num_frames for info in self.videos}, sampling)
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        video_index, start = self.clips[index]
+        frame_index = self.sampling.frame_indices(start)
+        frames = torch.from_numpy(read_frames(self.videos[video_index].path, frame_index))
+        transform = draw_video_transform(self.augment)
+        return {
+            "frames": apply_video_transform(frames, self.augment, transform),
+            "video_index": torch.tensor(video_index),
+            "frame_index": torch.tensor(frame_index),
+        }
+
+
+class PyAVVideoLoader:
+    """Batches of clips: ``{"frames": (B, T, C, H, W) float32 in [-1, 1], "video_index": (B,),
+    "frame_index": (B, T)}``; one pass of ``for batch in loader`` is one epoch of this shard.
+
+    Shards are contiguous ranges of the epoch's clip list (as DALI splits them); with ``shuffle`` the
+    clips of the shard come in a new random order each epoch.
+    """
+
+    def __init__(
+        self,
+        videos,
+        *,
+        sampling: ClipSampling,
+        augment: VideoAugment,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        shard_id: int = 0,
+        num_shards: int = 1,
+        num_workers: int = 2,
+        timeout_s: float = 120.0,
+    ):
+        dataset = VideoClipDataset(videos, sampling, augment)
+        begin, end = shard_bounds(len(dataset), shard_id, num_shards)
+        self.videos = dataset.videos
+        self.num_clips = end - begin
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        generator = torch.Generator().manual_seed(seed)
+        self._loader = DataLoader(
+            torch.utils.data.Subset(dataset, range(begin, end)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=num_workers,
+            # a stuck worker surfaces as an error instead of a hang
+            timeout=timeout_s if num_workers > 0 else 0,
+            persistent_workers=num_workers > 0,
+            # FFmpeg's and torch's thread pools do not survive fork(): a forked worker can deadlock
+            multiprocessing_context="forkserver" if num_workers > 0 else None,
+        )
+
+    def __len__(self):
+        return math.ceil(self.num_clips / self.batch_size)
+
+    def __iter__(self):
+        batches = iter(self._loader)
+        while True:
+            try:
+                yield next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as error:
+                if "timed out" not in str(error):
+                    raise
+                files = ", ".join(str(info.path) for info in self.videos[:5])
+                raise DecodeTimeoutError(
+                    f"the PyAV loader's workers produced no batch within {self.timeout_s:g} s while reading "
+                    f"{files}{'' if len(self.videos) <= 5 else f' and {len(self.videos) - 5} more'}"
+                ) from error
