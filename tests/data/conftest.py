@@ -1,7 +1,6 @@
 """Shared inputs for the data tests: small training clips transcoded from the bundled footage."""
 
 import pytest
-
 from data_helpers import CLIP_FRAMES
 
 
@@ -24,8 +23,13 @@ def prepared(carphone, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("prepared")
     return {
-        codec: prepare_video(carphone, folder / f"carphone_{codec}{default_suffix(codec)}", codec=codec,
-                             max_frames=CLIP_FRAMES, progress=False)
+        codec: prepare_video(
+            carphone,
+            folder / f"carphone_{codec}{default_suffix(codec)}",
+            codec=codec,
+            max_frames=CLIP_FRAMES,
+            progress=False,
+        )
         for codec in ("vp9", "mjpeg", "h264")
     }
 
@@ -60,3 +64,39 @@ def static_clip(prepared, tmp_path_factory):
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+@pytest.fixture(scope="session")
+def edge_root(carphone, short_clip, tmp_path_factory):
+    """The edge -> video layout built from two real clips (24 and 20 frames, 72 pixels high)."""
+    pytest.importorskip("cv2")
+    from vid2vid_fast.data.edges import build_edge_dataset
+
+    root = tmp_path_factory.mktemp("edge2video")
+    build_edge_dataset([carphone], root, height=72, max_frames=24, progress=False)
+    return build_edge_dataset([short_clip], root, height=72, max_frames=20, progress=False)
+
+
+@pytest.fixture(scope="session")
+def label_root(edge_root, tmp_path_factory):
+    """A Cityscapes-like layout made from the real frames of ``edge_root``: label maps with 4 classes
+    (grey level quartiles), 16-bit instance maps (class id * 1000 + left or right half), and the frames."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("labels")
+    shutil.copytree(edge_root / "train_B", root / "train_B")
+    for sequence in sorted((root / "train_B").iterdir()):
+        for key in ("train_A", "train_inst"):
+            (root / key / sequence.name).mkdir(parents=True)
+        for frame in sorted(sequence.glob("*.png")):
+            grey = np.asarray(Image.open(frame).convert("L"))
+            labels = np.digitize(grey, [64, 128, 192]).astype(np.uint8)
+            halves = (np.arange(grey.shape[1]) >= grey.shape[1] // 2)[None, :].astype(np.uint16)
+            Image.fromarray(labels).save(root / "train_A" / sequence.name / frame.name)
+            Image.fromarray(labels.astype(np.uint16) * 1000 + halves).save(
+                root / "train_inst" / sequence.name / frame.name
+            )
+    return root

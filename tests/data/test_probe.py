@@ -1,6 +1,6 @@
 import pytest
-
 from data_helpers import corrupt_copy, truncated_copy
+
 from vid2vid_fast.data import VideoDataError, probe_video
 
 

@@ -38,7 +38,9 @@ def test_shards_split_the_samples_exactly_once(num_samples, num_shards):
     assert covered == list(range(num_samples))
 
 
-@pytest.mark.parametrize("kwargs", [dict(sequence_length=0), dict(sequence_length=2, stride=0), dict(sequence_length=2, step=0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(sequence_length=0), dict(sequence_length=2, stride=0), dict(sequence_length=2, step=0)]
+)
 def test_invalid_sampling_is_refused(kwargs):
     with pytest.raises(ValueError):
         ClipSampling(**kwargs)

@@ -1,6 +1,6 @@
 import pytest
-
 from data_helpers import CLIP_FRAMES, decode_all, truncated_copy
+
 from vid2vid_fast.data import VideoDataError, read_frames
 
 

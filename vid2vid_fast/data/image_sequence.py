@@ -25,7 +25,13 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import SequenceTooShortError, VideoDataError
-from .transforms import FrameParams, Vid2VidAugment, apply_frame_params, apply_frame_params_to_ids, draw_frame_params
+from .transforms import (
+    FrameParams,
+    Vid2VidAugment,
+    apply_frame_params,
+    apply_frame_params_to_ids,
+    draw_frame_params,
+)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"})
 
@@ -37,7 +43,9 @@ def list_sequences(folder) -> dict[str, list[Path]]:
         raise VideoDataError(f"data set folder {folder} does not exist")
     sequences = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        frames = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        frames = sorted(
+            p for p in sub.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+        )
         if frames:
             sequences[sub.name] = frames
     if not sequences:
@@ -77,7 +85,9 @@ def label_to_one_hot(ids: np.ndarray, label_nc: int, path) -> torch.Tensor:
     """(H, W) class ids -> float32 (label_nc, H, W) one-hot."""
     ids = torch.from_numpy(ids.astype(np.int64))
     if ids.max() >= label_nc or ids.min() < 0:
-        raise VideoDataError(f"label map {path} holds class id {int(ids.max())}, outside [0, label_nc={label_nc})")
+        raise VideoDataError(
+            f"label map {path} holds class id {int(ids.max())}, outside [0, label_nc={label_nc})"
+        )
     return torch.nn.functional.one_hot(ids, label_nc).permute(2, 0, 1).float()
 
 
@@ -100,15 +110,29 @@ class ClipDraw:
     num_frames: int
 
 
-def draw_clip(sequence_length, n_frames_total, n_frames_G, max_t_step, frames_per_load=None, generator=None) -> ClipDraw:
-    """vid2vid's ``get_video_params`` for training: which frames of a sequence one clip reads."""
+def draw_clip(
+    sequence_length,
+    n_frames_total,
+    n_frames_G,
+    max_t_step,
+    frames_per_load=None,
+    start_hint=None,
+    generator=None,
+) -> ClipDraw:
+    """vid2vid's ``get_video_params`` for training: which frames of a sequence one clip reads.
+
+    The start is random, or ``start_hint % offset_max`` when given (vid2vid's pose data set).
+    """
     n_generated = min(n_frames_total, sequence_length - n_frames_G + 1)
     per_load = min(n_generated, frames_per_load) if frames_per_load else n_generated
     num_frames = per_load * (n_generated // per_load) + n_frames_G - 1
     t_step_max = max(1, min(max_t_step, (sequence_length - 1) // max(1, num_frames - 1)))
     t_step = int(torch.randint(1, t_step_max + 1, (), generator=generator))
     offset_max = max(1, sequence_length - (num_frames - 1) * t_step)
-    start = int(torch.randint(0, offset_max, (), generator=generator))
+    if start_hint is None:
+        start = int(torch.randint(0, offset_max, (), generator=generator))
+    else:
+        start = start_hint % offset_max
     return ClipDraw(start, t_step, num_frames)
 
 
@@ -133,7 +157,7 @@ class TemporalDataset(Dataset):
         n_frames_G: int = 3,
         max_t_step: int = 1,
         frames_per_load: int | None = None,
-        augment: Vid2VidAugment = Vid2VidAugment(),
+        augment: Vid2VidAugment | None = None,
         train: bool = True,
     ):
         if label_nc == 0 and input_nc not in (1, 3):
@@ -143,7 +167,8 @@ class TemporalDataset(Dataset):
         self.root = Path(root)
         self.label_nc, self.input_nc, self.use_instance = label_nc, input_nc, use_instance
         self.n_frames_total, self.n_frames_G, self.max_t_step = n_frames_total, n_frames_G, max_t_step
-        self.frames_per_load, self.augment, self.train = frames_per_load, augment, train
+        self.frames_per_load, self.train = frames_per_load, train
+        self.augment = augment if augment is not None else Vid2VidAugment()
         folders = {"A": self.root / f"{phase}_A", "B": self.root / f"{phase}_B"}
         if use_instance:
             folders["inst"] = self.root / f"{phase}_inst"
@@ -162,14 +187,20 @@ class TemporalDataset(Dataset):
                         f"{len(listed['B'][name])} in {folders['B']}"
                     )
         self.paths = [{key: listed[key][name] for key in listed} for name in self.names]
-        too_short = [f"{name} ({len(p['B'])} frames)" for name, p in zip(self.names, self.paths) if len(p["B"]) < n_frames_G]
+        too_short = [
+            f"{name} ({len(p['B'])} frames)"
+            for name, p in zip(self.names, self.paths)
+            if len(p["B"]) < n_frames_G
+        ]
         if too_short:
             raise SequenceTooShortError(
                 f"a clip needs at least n_frames_G={n_frames_G} frames, but these sequences in "
                 f"{folders['B']} are shorter: " + ", ".join(too_short)
             )
         # evaluation: every window of n_frames_G consecutive frames, sequence by sequence
-        self.windows = [(s, start) for s, p in enumerate(self.paths) for start in range(len(p["B"]) - n_frames_G + 1)]
+        self.windows = [
+            (s, start) for s, p in enumerate(self.paths) for start in range(len(p["B"]) - n_frames_G + 1)
+        ]
 
     def __len__(self):
         return len(self.paths) if self.train else len(self.windows)
@@ -178,7 +209,9 @@ class TemporalDataset(Dataset):
         if self.train:
             sequence = index % len(self.paths)
             paths = self.paths[sequence]
-            clip = draw_clip(len(paths["B"]), self.n_frames_total, self.n_frames_G, self.max_t_step, self.frames_per_load)
+            clip = draw_clip(
+                len(paths["B"]), self.n_frames_total, self.n_frames_G, self.max_t_step, self.frames_per_load
+            )
             indices = [clip.start + i * clip.t_step for i in range(clip.num_frames)]
         else:
             sequence, start = self.windows[index]
@@ -211,4 +244,6 @@ class TemporalDataset(Dataset):
         return label_to_one_hot(ids, self.label_nc, path)
 
     def _instance(self, path, params: FrameParams) -> torch.Tensor:
-        return torch.from_numpy(apply_frame_params_to_ids(load_ids(path, "instance map"), params).astype(np.int64))
+        return torch.from_numpy(
+            apply_frame_params_to_ids(load_ids(path, "instance map"), params).astype(np.int64)
+        )

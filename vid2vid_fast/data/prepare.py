@@ -15,15 +15,20 @@ interrupted run never leaves a partial video that looks finished.
 """
 
 import os
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 from .errors import VideoDataError
+from .progress import Progress
 
 CODEC_SETTINGS = {
     # name: (PyAV encoder, pixel format, encoder options, container suffix)
-    "vp9": ("libvpx-vp9", "yuv420p", {"crf": "18", "b": "0", "deadline": "good", "cpu-used": "5", "row-mt": "1"}, ".webm"),
+    "vp9": (
+        "libvpx-vp9",
+        "yuv420p",
+        {"crf": "18", "b": "0", "deadline": "good", "cpu-used": "5", "row-mt": "1"},
+        ".webm",
+    ),
     "mjpeg": ("mjpeg", "yuvj420p", {"qmin": "2", "qmax": "2"}, ".mkv"),
     "h264": ("libx264", "yuv420p", {"crf": "16", "preset": "fast", "bf": "0"}, ".mp4"),
 }
@@ -85,8 +90,10 @@ def prepare_video(
                 out_stream.width, out_stream.height, out_stream.pix_fmt = out_w, out_h, pix_fmt
                 out_stream.codec_context.gop_size = gop
                 written = 0
-                with _progress(expected, f"prepare {src.name} -> {dst.name}", progress) as bar:
-                    for frame in _constant_rate_frames(source.decode(in_stream), rate, source_rate, max_frames):
+                with Progress(expected, f"prepare {src.name} -> {dst.name}", progress) as bar:
+                    for frame in _constant_rate_frames(
+                        source.decode(in_stream), rate, source_rate, max_frames
+                    ):
                         out = frame.reformat(width=out_w, height=out_h, format=pix_fmt, interpolation="AREA")
                         out.pts = written
                         out.time_base = 1 / rate
@@ -108,7 +115,11 @@ def prepare_video(
 
 
 def _expected_frames(container, stream, rate, max_frames):
-    seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / 1_000_000
+    seconds = (
+        float(stream.duration * stream.time_base)
+        if stream.duration
+        else (container.duration or 0) / 1_000_000
+    )
     expected = round(seconds * rate) if seconds else None
     if max_frames is not None:
         expected = min(expected, max_frames) if expected else max_frames
@@ -143,34 +154,3 @@ def _constant_rate_frames(frames, rate, source_rate, max_frames):
                 return
             yield previous[0]
             k += 1
-
-
-class _progress:
-    """A tqdm bar when tqdm is installed, otherwise a plain line on stderr."""
-
-    def __init__(self, total, description, enabled):
-        self.total, self.description, self.enabled, self.count, self.bar = total, description, enabled, 0, None
-
-    def __enter__(self):
-        if self.enabled:
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=self.total, desc=self.description, unit="frame", leave=False)
-            except ImportError:
-                pass
-        return self
-
-    def update(self, n):
-        self.count += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.enabled and self.count % 50 == 0:
-            print(f"\r{self.description}: {self.count}/{self.total or '?'} frames", end="", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(f"\r{self.description}: {self.count} frames", file=sys.stderr, flush=True)
-        return False

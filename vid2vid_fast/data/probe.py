@@ -47,9 +47,13 @@ def probe_video(path) -> VideoInfo:
                     f"(read as format {container.format.name!r}); re-create it with prepare_video"
                 )
             num_frames = sum(1 for packet in container.demux(stream) if packet.size)
-            info = VideoInfo(path, stream.codec_context.name, stream.width, stream.height, Fraction(fps), num_frames)
+            info = VideoInfo(
+                path, stream.codec_context.name, stream.width, stream.height, Fraction(fps), num_frames
+            )
     except av.FFmpegError as error:
-        raise VideoDataError(f"{path} is not a readable video (corrupt or not a video file): {error}") from error
+        raise VideoDataError(
+            f"{path} is not a readable video (corrupt or not a video file): {error}"
+        ) from error
     if num_frames == 0:
         raise VideoDataError(f"{path} holds no video frames")
     # one frame of slack: containers round their duration
@@ -59,3 +63,13 @@ def probe_video(path) -> VideoInfo:
             f"{num_frames} are present; re-create it (prepare_video) from the source video"
         )
     return info
+
+
+def probe_all(videos) -> list[VideoInfo]:
+    """``probe_video`` for each path; ``VideoInfo`` items (already probed) pass through."""
+    if isinstance(videos, (str, Path)):
+        raise TypeError(f"expected a list of video files, got the single path {videos!r}")
+    infos = [v if isinstance(v, VideoInfo) else probe_video(v) for v in videos]
+    if not infos:
+        raise ValueError("no video files given")
+    return infos

@@ -45,19 +45,27 @@ def epoch_clips(frame_counts: dict, sampling: ClipSampling) -> list[tuple[int, i
     ``frame_counts`` maps each video (in loader order) to its frame count. A video too short for one
     clip is an error naming it, since DALI would silently drop it.
     """
-    too_short = [f"{video} ({count} frames)" for video, count in frame_counts.items() if count < sampling.frames_needed]
+    too_short = [
+        f"{video} ({count} frames)" for video, count in frame_counts.items() if count < sampling.frames_needed
+    ]
     if too_short:
         raise SequenceTooShortError(
             f"a clip of sequence_length={sampling.sequence_length} and stride={sampling.stride} needs "
             f"{sampling.frames_needed} frames, but these videos are shorter: " + ", ".join(too_short)
         )
-    return [(index, start) for index, count in enumerate(frame_counts.values()) for start in sampling.clip_starts(count)]
+    return [
+        (index, start)
+        for index, count in enumerate(frame_counts.values())
+        for start in sampling.clip_starts(count)
+    ]
 
 
 def shard_bounds(num_samples: int, shard_id: int, num_shards: int) -> tuple[int, int]:
     """The contiguous range [begin, end) of samples that shard ``shard_id`` reads (DALI's split)."""
     if num_shards < 1 or not 0 <= shard_id < num_shards:
-        raise ValueError(f"shard_id must be in [0, num_shards), got shard_id={shard_id}, num_shards={num_shards}")
+        raise ValueError(
+            f"shard_id must be in [0, num_shards), got shard_id={shard_id}, num_shards={num_shards}"
+        )
     if num_samples < num_shards:
         raise ValueError(f"{num_samples} clips cannot be split into {num_shards} shards")
     return num_samples * shard_id // num_shards, num_samples * (shard_id + 1) // num_shards

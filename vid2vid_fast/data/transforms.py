@@ -76,7 +76,9 @@ def cover_size(source_hw, target_hw, scale=1.0) -> tuple[int, int]:
     return tuple(max(t, math.floor(s * factor + 0.5)) for s, t in zip(source_hw, target_hw))
 
 
-def apply_video_transform(frames: torch.Tensor, augment: VideoAugment, transform: VideoTransform) -> torch.Tensor:
+def apply_video_transform(
+    frames: torch.Tensor, augment: VideoAugment, transform: VideoTransform
+) -> torch.Tensor:
     """uint8 frames (T, H, W, C) -> float32 (T, C, h, w) in [-1, 1], the same transform on every frame."""
     x = frames.permute(0, 3, 1, 2).float()
     resized_hw = cover_size(x.shape[-2:], augment.size, transform.scale)
@@ -91,7 +93,13 @@ def apply_video_transform(frames: torch.Tensor, augment: VideoAugment, transform
     return (x / 127.5 - 1.0).clamp_(-1.0, 1.0).contiguous()
 
 
-RESIZE_OR_CROP_MODES = ("scale_width", "scale_width_and_crop", "random_scale_width_and_crop", "resize_and_crop", "none")
+RESIZE_OR_CROP_MODES = (
+    "scale_width",
+    "scale_width_and_crop",
+    "random_scale_width_and_crop",
+    "resize_and_crop",
+    "none",
+)
 
 
 def round_to_multiple(n: float, base: int = SIZE_MULTIPLE) -> int:
@@ -118,7 +126,9 @@ class Vid2VidAugment:
 
     def __post_init__(self):
         if self.resize_or_crop not in RESIZE_OR_CROP_MODES:
-            raise ValueError(f"resize_or_crop must be one of {RESIZE_OR_CROP_MODES}, got {self.resize_or_crop!r}")
+            raise ValueError(
+                f"resize_or_crop must be one of {RESIZE_OR_CROP_MODES}, got {self.resize_or_crop!r}"
+            )
         if "crop" in self.resize_or_crop and self.fine_size > self.load_size:
             raise ValueError(f"fine_size ({self.fine_size}) must not exceed load_size ({self.load_size})")
 
@@ -130,7 +140,9 @@ class FrameParams:
     flip: bool
 
 
-def draw_frame_params(augment: Vid2VidAugment, source_size, train: bool = True, generator=None) -> FrameParams:
+def draw_frame_params(
+    augment: Vid2VidAugment, source_size, train: bool = True, generator=None
+) -> FrameParams:
     """One draw of vid2vid's per-clip parameters for a source of ``source_size`` = (width, height)."""
     w, h = source_size
     mode = augment.resize_or_crop
@@ -148,8 +160,12 @@ def draw_frame_params(augment: Vid2VidAugment, source_size, train: bool = True, 
         new_w, new_h = int(round(new_w / 4)) * 4, int(round(new_h / 4)) * 4
         # vid2vid crops fine_size, or less where the frame is smaller; here "less" is the largest
         # multiple of 32 that fits, so every output size stays a multiple of 32
-        crop_w = min(round_to_multiple(augment.fine_size), max(SIZE_MULTIPLE, new_w // SIZE_MULTIPLE * SIZE_MULTIPLE))
-        crop_h = min(round_to_multiple(augment.fine_size), max(SIZE_MULTIPLE, new_h // SIZE_MULTIPLE * SIZE_MULTIPLE))
+        crop_w = min(
+            round_to_multiple(augment.fine_size), max(SIZE_MULTIPLE, new_w // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        )
+        crop_h = min(
+            round_to_multiple(augment.fine_size), max(SIZE_MULTIPLE, new_h // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        )
         if train:
             # vid2vid: x near the centre (normal, sd = a third of the margin), y in the top eighth
             x_span = (new_w - crop_w) // 2

@@ -11,13 +11,14 @@ is probed first (``probe_video``); and because a DALI pipeline can block forever
 each batch is awaited with a time limit.
 """
 
-import concurrent.futures
 import math
+import queue
+import threading
 
 from .errors import DecodeTimeoutError, UnsupportedCodecError
+from .probe import probe_all
 from .sampling import ClipSampling, epoch_clips, shard_bounds
 from .transforms import VideoAugment
-from .video_pyav import probe_all
 
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 DALI_GPU_CODECS = DALI_CPU_CODECS | {"h264", "hevc", "av1", "mpeg4"}
@@ -41,9 +42,9 @@ def check_dali_codecs(videos, device: str) -> None:
     if bad:
         listing = ", ".join(f"{info.path} ({info.codec})" for info in bad)
         raise UnsupportedCodecError(
-            f"DALI cannot decode these videos on the {device.upper()} (it decodes {', '.join(sorted(supported))} "
-            f"there): {listing}. Transcode them with vid2vid_fast.data.prepare_video(src, dst, codec='vp9') "
-            "or use the PyAV backend (backend='pyav')."
+            f"DALI cannot decode these videos on the {device.upper()} (it decodes "
+            f"{', '.join(sorted(supported))} there): {listing}. Transcode them with "
+            "vid2vid_fast.data.prepare_video(src, dst, codec='vp9') or use the PyAV backend (backend='pyav')."
         )
 
 
@@ -84,7 +85,9 @@ class DALIVideoLoader:
             import torch
 
             device_id = torch.cuda.current_device()
-        self._pipeline = _build_pipeline(
+        self._stalled = False
+        self._thread = _PipelineThread()
+        self._pipeline = _define_pipeline(
             [str(info.path) for info in self.videos],
             sampling,
             augment,
@@ -98,22 +101,25 @@ class DALIVideoLoader:
             num_threads=num_threads,
             initial_fill=max(1, min(1024, self.num_clips)),
         )
+        self._await(self._pipeline.build)
         self._iterator = None
-        # one thread owns the pipeline; the main thread waits on it with a time limit
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dali-loader")
 
     def __len__(self):
         return math.ceil(self.num_clips / self.batch_size)
 
     def _await(self, function):
-        future = self._executor.submit(function)
+        if self._stalled:
+            raise DecodeTimeoutError(
+                "this DALI loader stalled earlier and cannot be used again; make a new one"
+            )
         try:
-            return future.result(timeout=self.timeout_s)
-        except concurrent.futures.TimeoutError:
+            return self._thread.call(function, self.timeout_s)
+        except TimeoutError:
+            self._stalled = True
             files = ", ".join(str(info.path) for info in self.videos[:5])
             more = f" and {len(self.videos) - 5} more" if len(self.videos) > 5 else ""
             raise DecodeTimeoutError(
-                f"the DALI video pipeline produced no batch within {self.timeout_s:g} s while reading "
+                f"the DALI video pipeline did not answer within {self.timeout_s:g} s while reading "
                 f"{files}{more}; one of these files may be damaged in a way that stalls DALI. Check them "
                 "with vid2vid_fast.data.probe_video, or use the PyAV backend (backend='pyav')."
             ) from None
@@ -144,12 +150,61 @@ class DALIVideoLoader:
             }
 
 
-def _build_pipeline(
-    files, sampling, augment, *, batch_size, shuffle, seed, shard_id, num_shards, device, device_id, num_threads, initial_fill
+class _PipelineThread:
+    """Runs calls one at a time on a thread of its own, so that the caller can stop waiting.
+
+    A daemon thread: one stuck inside DALI cannot keep the interpreter from exiting (the threads of
+    a concurrent.futures executor are joined at exit, and would hang it).
+    """
+
+    def __init__(self):
+        self._tasks = queue.Queue()
+        threading.Thread(target=self._serve, args=(self._tasks,), name="dali-loader", daemon=True).start()
+
+    @staticmethod
+    def _serve(tasks):
+        while (task := tasks.get()) is not None:
+            function, results = task
+            try:
+                results.put((True, function()))
+            except BaseException as error:  # handed to the caller, StopIteration included
+                results.put((False, error))
+
+    def call(self, function, timeout_s):
+        results = queue.Queue(maxsize=1)
+        self._tasks.put((function, results))
+        try:
+            ok, value = results.get(timeout=timeout_s)
+        except queue.Empty:
+            raise TimeoutError from None
+        if ok:
+            return value
+        raise value
+
+    def __del__(self):
+        self._tasks.put(None)
+
+
+def _define_pipeline(
+    files,
+    sampling,
+    augment,
+    *,
+    batch_size,
+    shuffle,
+    seed,
+    shard_id,
+    num_shards,
+    device,
+    device_id,
+    num_threads,
+    initial_fill,
 ):
     from nvidia.dali import fn, pipeline_def, types
 
-    @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed, prefetch_queue_depth=2)
+    @pipeline_def(
+        batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed, prefetch_queue_depth=2
+    )
     def video_pipeline():
         frames, video_index, frame_index = fn.experimental.readers.video(
             device=device,
@@ -196,6 +251,4 @@ def _build_pipeline(
         )
         return frames, video_index, frame_index
 
-    pipeline = video_pipeline()
-    pipeline.build()
-    return pipeline
+    return video_pipeline()

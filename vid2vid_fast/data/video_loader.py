@@ -3,10 +3,11 @@ chosen device, PyAV otherwise."""
 
 import logging
 
+from .probe import probe_all
 from .sampling import ClipSampling
 from .transforms import VideoAugment
 from .video_dali import DALI_CPU_CODECS, DALI_GPU_CODECS, DALIVideoLoader, dali_available
-from .video_pyav import PyAVVideoLoader, probe_all
+from .video_pyav import PyAVVideoLoader
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,14 @@ def video_loader(
     if backend == "auto":
         backend = _choose_backend(infos, device)
     common = dict(
-        sampling=sampling, augment=augment, batch_size=batch_size, shuffle=shuffle, seed=seed,
-        shard_id=shard_id, num_shards=num_shards, timeout_s=timeout_s,
+        sampling=sampling,
+        augment=augment,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        shard_id=shard_id,
+        num_shards=num_shards,
+        timeout_s=timeout_s,
     )
     if backend == "dali":
         if not dali_available():
@@ -76,7 +83,9 @@ def _choose_backend(infos, device) -> str:
     if undecodable:
         logger.warning(
             "video loader: using PyAV, because DALI cannot decode on the %s: %s; transcode with "
-            "prepare_video(codec='vp9') to use DALI", device.upper(), ", ".join(undecodable),
+            "prepare_video(codec='vp9') to use DALI",
+            device.upper(),
+            ", ".join(undecodable),
         )
         return "pyav"
     return "dali"

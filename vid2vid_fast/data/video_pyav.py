@@ -11,23 +11,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import DecodeTimeoutError, VideoDataError
-from .probe import VideoInfo, probe_video
+from .probe import probe_all
 from .sampling import ClipSampling, epoch_clips, shard_bounds
 from .transforms import VideoAugment, apply_video_transform, draw_video_transform
 
 
-def probe_all(videos) -> list[VideoInfo]:
-    """``probe_video`` for each path; ``VideoInfo`` items (already probed) pass through."""
-    if isinstance(videos, (str, Path)):
-        raise TypeError(f"expected a list of video files, got the single path {videos!r}")
-    infos = [v if isinstance(v, VideoInfo) else probe_video(v) for v in videos]
-    if not infos:
-        raise ValueError("no video files given")
-    return infos
-
-
 def read_frames(path, frame_indices) -> np.ndarray:
-    """Decode the frames at ``frame_indices`` (ascending) of a constant-rate video: uint8 (T, H, W, 3), RGB."""
+    """Decode the frames at ``frame_indices`` (ascending) of a constant-rate video.
+
+    Returns uint8 RGB frames (T, H, W, 3).
+    """
     import av
 
     wanted = list(frame_indices)
