@@ -4,6 +4,9 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <limits>
+
 namespace vid2vid_fast {
 
 bool parse_zeros_padding(const std::string& padding_mode) {
@@ -12,10 +15,24 @@ bool parse_zeros_padding(const std::string& padding_mode) {
   return padding_mode == "zeros";
 }
 
+bool fits_int32(const at::Tensor& t) {
+  int64_t max_offset = 0;
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    if (t.size(d) == 0) return true;
+    max_offset += (t.size(d) - 1) * std::abs(t.stride(d));
+  }
+  return max_offset < std::numeric_limits<int32_t>::max() && t.numel() < std::numeric_limits<int32_t>::max();
+}
+
+// The kernels index rows and columns with int32 (warp_math.h) and clamp positions to [-2, size + 1].
+constexpr int64_t kMaxSide = std::numeric_limits<int32_t>::max() - 2;
+
 static void check_float_4d(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 4, name, " must be a 4-d tensor (B, C, H, W), got ", t.dim(), " dimensions");
   TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating point tensor, got ",
               t.scalar_type());
+  TORCH_CHECK(t.size(2) < kMaxSide && t.size(3) < kMaxSide, name, " height and width must be below ", kMaxSide,
+              ", got ", t.sizes());
 }
 
 void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const char* img_name) {

@@ -39,6 +39,25 @@ Strided4<scalar_t, index_t> strided4(const at::Tensor& t) {
   return v;
 }
 
+// True when every element offset of t fits in int32, so kernels can index it with 32-bit arithmetic.
+bool fits_int32(const at::Tensor& t);
+
+template <typename... Ts>
+bool all_fit_int32(const Ts&... ts) {
+  return (fits_int32(ts) && ...);
+}
+
+// Runs the lambda with `index_t` = int32_t when use_int32, else int64_t.
+#define V2V_DISPATCH_INDEX(use_int32, ...) \
+  [&] {                                    \
+    if (use_int32) {                       \
+      using index_t = int32_t;             \
+      return __VA_ARGS__();                \
+    }                                      \
+    using index_t = int64_t;               \
+    return __VA_ARGS__();                  \
+  }()
+
 // Outputs take the layout of an input with empty_like's rules (dense inputs keep their strides, so
 // channels_last stays channels_last), which the Python fake implementations mirror exactly.
 inline at::Tensor empty_like_layout(const at::Tensor& like) { return at::empty_like(like); }

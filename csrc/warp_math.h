@@ -11,8 +11,11 @@
 #include <cmath>
 #include <cstdint>
 
+// Always inlined: the CPU kernels rely on these calls vanishing into loops that the compiler vectorizes.
 #if defined(__CUDACC__)
 #define V2V_HOST_DEVICE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define V2V_HOST_DEVICE inline __attribute__((always_inline))
 #else
 #define V2V_HOST_DEVICE inline
 #endif
@@ -24,8 +27,13 @@ V2V_HOST_DEVICE T clamp_value(T v, T lo, T hi) {
   return v < lo ? lo : (v > hi ? hi : v);
 }
 
-V2V_HOST_DEVICE float floor_of(float v) { return floorf(v); }
-V2V_HOST_DEVICE double floor_of(double v) { return ::floor(v); }
+// floor() for a position already clamped into a small finite range. Truncation plus a correction: on
+// baseline x86-64 (no SSE4.1) floorf is a library call, and this is the innermost loop.
+template <typename acc_t>
+V2V_HOST_DEVICE int32_t floor_index(acc_t p) {
+  const int32_t i = static_cast<int32_t>(p);
+  return static_cast<acc_t>(i) > p ? i - 1 : i;
+}
 
 template <typename acc_t>
 V2V_HOST_DEVICE bool is_nan(acc_t v) {
@@ -34,25 +42,26 @@ V2V_HOST_DEVICE bool is_nan(acc_t v) {
 
 // One axis of a bilinear sample: two corner indices (always inside [0, size - 1]), their weights
 // (0 for a corner outside the image with zeros padding) and the derivative of each weight with
-// respect to the sample position.
+// respect to the sample position. Sizes are below 2^31 - 2 (checked on the host), so indices fit int32.
+//
+// Written without branches (selects only) so that the CPU compiler vectorizes it over a row.
 template <typename acc_t>
 struct AxisSample {
-  int64_t i0, i1;
+  int32_t i0, i1;
   acc_t w0, w1;
   acc_t d0, d1;
 };
 
 template <typename acc_t>
-V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int64_t size, bool zeros_padding) {
+V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int32_t size, bool zeros_padding) {
   AxisSample<acc_t> s;
   const acc_t last = static_cast<acc_t>(size - 1);
   if (!zeros_padding) {
     // Comparisons, not fmin/fmax, so that ±Inf clips like any other far position.
-    const acc_t gate = (pos > acc_t(0) && pos < last) ? acc_t(1) : acc_t(0);
+    const acc_t gate = ((pos > acc_t(0)) & (pos < last)) ? acc_t(1) : acc_t(0);
     const acc_t p = pos > last ? last : (pos < acc_t(0) ? acc_t(0) : pos);
-    const acc_t f = floor_of(p);
-    const int64_t i0 = static_cast<int64_t>(f);
-    const acc_t t = p - f;
+    const int32_t i0 = floor_index(p);
+    const acc_t t = p - static_cast<acc_t>(i0);
     s.i0 = i0;
     s.i1 = i0 + 1 < size ? i0 + 1 : size - 1;
     s.w0 = acc_t(1) - t;
@@ -63,18 +72,18 @@ V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int64_t size, bool zero
     // A position more than one pixel outside touches no pixel, so clamping it to [-2, size + 1]
     // changes nothing but keeps the float-to-integer conversion defined for huge or infinite flows.
     const acc_t p = clamp_value(pos, acc_t(-2), last + acc_t(2));
-    const acc_t f = floor_of(p);
-    const int64_t i0 = static_cast<int64_t>(f);
-    const int64_t i1 = i0 + 1;
-    const acc_t t = p - f;
-    const bool in0 = i0 >= 0 && i0 < size;
-    const bool in1 = i1 >= 0 && i1 < size;
-    s.i0 = clamp_value<int64_t>(i0, 0, size - 1);
-    s.i1 = clamp_value<int64_t>(i1, 0, size - 1);
-    s.w0 = in0 ? acc_t(1) - t : acc_t(0);
-    s.w1 = in1 ? t : acc_t(0);
-    s.d0 = in0 ? acc_t(-1) : acc_t(0);
-    s.d1 = in1 ? acc_t(1) : acc_t(0);
+    const int32_t i0 = floor_index(p);
+    const acc_t f0 = static_cast<acc_t>(i0);
+    const acc_t t = p - f0;
+    // 1 for a corner inside the image, else 0; float factors rather than bools keep the code vectorizable.
+    const acc_t in0 = (f0 >= acc_t(0) ? acc_t(1) : acc_t(0)) * (f0 <= last ? acc_t(1) : acc_t(0));
+    const acc_t in1 = (f0 >= acc_t(-1) ? acc_t(1) : acc_t(0)) * (f0 <= last - acc_t(1) ? acc_t(1) : acc_t(0));
+    s.i0 = clamp_value<int32_t>(i0, 0, size - 1);
+    s.i1 = clamp_value<int32_t>(i0 + 1, 0, size - 1);
+    s.w0 = in0 * (acc_t(1) - t);
+    s.w1 = in1 * t;
+    s.d0 = -in0;
+    s.d1 = in1;
   }
   return s;
 }
@@ -87,26 +96,16 @@ struct Sample {
 
 // The sample for output pixel (x, y) displaced by (dx, dy) pixels, in an H x W image.
 template <typename acc_t>
-V2V_HOST_DEVICE Sample<acc_t> sample_at(int64_t x, int64_t y, acc_t dx, acc_t dy, int64_t H, int64_t W,
+V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy, int32_t H, int32_t W,
                                         bool zeros_padding) {
   Sample<acc_t> s;
-  s.valid = !(is_nan(dx) || is_nan(dy));
+  s.valid = !(is_nan(dx) | is_nan(dy));
   const acc_t px = static_cast<acc_t>(x) + (s.valid ? dx : acc_t(0));
   const acc_t py = static_cast<acc_t>(y) + (s.valid ? dy : acc_t(0));
   s.x = sample_axis<acc_t>(px, W, zeros_padding);
   s.y = sample_axis<acc_t>(py, H, zeros_padding);
   return s;
 }
-
-// A strided view of one image plane: element (y, x) is at data[y * sy + x * sx].
-template <typename scalar_t, typename index_t>
-struct Plane {
-  scalar_t* data;
-  index_t sy, sx;
-  V2V_HOST_DEVICE scalar_t& at(int64_t y, int64_t x) const {
-    return data[static_cast<index_t>(y) * sy + static_cast<index_t>(x) * sx];
-  }
-};
 
 // A strided 4-d tensor (N, C, H, W) of any layout; a broadcast dimension has stride 0.
 template <typename scalar_t, typename index_t>
@@ -117,50 +116,64 @@ struct Strided4 {
     return data[static_cast<index_t>(n) * sn + static_cast<index_t>(c) * sc + static_cast<index_t>(y) * sy +
                 static_cast<index_t>(x) * sx];
   }
-  V2V_HOST_DEVICE Plane<scalar_t, index_t> plane(int64_t n, int64_t c) const {
-    return Plane<scalar_t, index_t>{data + static_cast<index_t>(n) * sn + static_cast<index_t>(c) * sc, sy, sx};
+  // The start of plane (n, c); step to the next channel with `+ sc`.
+  V2V_HOST_DEVICE scalar_t* plane(int64_t n, int64_t c) const {
+    return data + static_cast<index_t>(n) * sn + static_cast<index_t>(c) * sc;
   }
 };
 
+// Offsets of a sample's four corners within a plane of strides (sy, sx): computed once per pixel and
+// reused for every channel.
+template <typename index_t>
+struct CornerOffsets {
+  index_t o00, o01, o10, o11;  // o{row}{column}: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
+};
+
+template <typename acc_t, typename index_t>
+V2V_HOST_DEVICE CornerOffsets<index_t> corner_offsets(const Sample<acc_t>& s, index_t sy, index_t sx) {
+  const index_t r0 = static_cast<index_t>(s.y.i0) * sy, r1 = static_cast<index_t>(s.y.i1) * sy;
+  const index_t c0 = static_cast<index_t>(s.x.i0) * sx, c1 = static_cast<index_t>(s.x.i1) * sx;
+  return CornerOffsets<index_t>{r0 + c0, r0 + c1, r1 + c0, r1 + c1};
+}
+
 template <typename acc_t>
 struct Corners {
-  acc_t v00, v01, v10, v11;  // v{row}{column}: (y0, x0), (y0, x1), (y1, x0), (y1, x1)
+  acc_t v00, v01, v10, v11;
 };
 
 template <typename acc_t, typename scalar_t, typename index_t>
-V2V_HOST_DEVICE Corners<acc_t> read_corners(const Plane<const scalar_t, index_t>& p, const Sample<acc_t>& s) {
-  Corners<acc_t> c;
-  c.v00 = static_cast<acc_t>(p.at(s.y.i0, s.x.i0));
-  c.v01 = static_cast<acc_t>(p.at(s.y.i0, s.x.i1));
-  c.v10 = static_cast<acc_t>(p.at(s.y.i1, s.x.i0));
-  c.v11 = static_cast<acc_t>(p.at(s.y.i1, s.x.i1));
-  return c;
+V2V_HOST_DEVICE Corners<acc_t> read_corners(const scalar_t* plane, const CornerOffsets<index_t>& o) {
+  return Corners<acc_t>{static_cast<acc_t>(plane[o.o00]), static_cast<acc_t>(plane[o.o01]),
+                        static_cast<acc_t>(plane[o.o10]), static_cast<acc_t>(plane[o.o11])};
 }
 
 template <typename acc_t>
-V2V_HOST_DEVICE acc_t interpolate(const Corners<acc_t>& c, const Sample<acc_t>& s) {
-  return s.y.w0 * (s.x.w0 * c.v00 + s.x.w1 * c.v01) + s.y.w1 * (s.x.w0 * c.v10 + s.x.w1 * c.v11);
+V2V_HOST_DEVICE acc_t interpolate(const Corners<acc_t>& c, const AxisSample<acc_t>& sx, const AxisSample<acc_t>& sy) {
+  return sy.w0 * (sx.w0 * c.v00 + sx.w1 * c.v01) + sy.w1 * (sx.w0 * c.v10 + sx.w1 * c.v11);
 }
 
-// d(sampled value) / d(position), per axis; multiplied by the upstream gradient this is the flow gradient.
+// d(sampled value) / d(x position); times the upstream gradient this is the flow gradient along x.
 template <typename acc_t>
-V2V_HOST_DEVICE acc_t interpolate_dx(const Corners<acc_t>& c, const Sample<acc_t>& s) {
-  return s.y.w0 * (s.x.d0 * c.v00 + s.x.d1 * c.v01) + s.y.w1 * (s.x.d0 * c.v10 + s.x.d1 * c.v11);
+V2V_HOST_DEVICE acc_t interpolate_dx(const Corners<acc_t>& c, const AxisSample<acc_t>& sx, const AxisSample<acc_t>& sy) {
+  return sy.w0 * (sx.d0 * c.v00 + sx.d1 * c.v01) + sy.w1 * (sx.d0 * c.v10 + sx.d1 * c.v11);
 }
 
+// d(sampled value) / d(y position).
 template <typename acc_t>
-V2V_HOST_DEVICE acc_t interpolate_dy(const Corners<acc_t>& c, const Sample<acc_t>& s) {
-  return s.y.d0 * (s.x.w0 * c.v00 + s.x.w1 * c.v01) + s.y.d1 * (s.x.w0 * c.v10 + s.x.w1 * c.v11);
+V2V_HOST_DEVICE acc_t interpolate_dy(const Corners<acc_t>& c, const AxisSample<acc_t>& sx, const AxisSample<acc_t>& sy) {
+  return sy.d0 * (sx.w0 * c.v00 + sx.w1 * c.v01) + sy.d1 * (sx.w0 * c.v10 + sx.w1 * c.v11);
 }
 
-// The four (weight, y, x) terms through which gradient g reaches the image: the adjoint of interpolate.
-// `add` is called once per corner; the CPU passes a plain +=, the CUDA kernels an atomic add.
-template <typename acc_t, typename Add>
-V2V_HOST_DEVICE void scatter_corners(const Sample<acc_t>& s, acc_t g, Add add) {
-  add(s.y.i0, s.x.i0, g * s.y.w0 * s.x.w0);
-  add(s.y.i0, s.x.i1, g * s.y.w0 * s.x.w1);
-  add(s.y.i1, s.x.i0, g * s.y.w1 * s.x.w0);
-  add(s.y.i1, s.x.i1, g * s.y.w1 * s.x.w1);
+// The adjoint of interpolate: sends gradient g to the four corners. add(offset, value) is a plain += on
+// the CPU and an atomic add on the GPU.
+template <typename acc_t, typename index_t, typename Add>
+V2V_HOST_DEVICE void scatter_corners(const AxisSample<acc_t>& sx, const AxisSample<acc_t>& sy,
+                                     const CornerOffsets<index_t>& o, acc_t g, const Add& add) {
+  const acc_t g0 = g * sy.w0, g1 = g * sy.w1;
+  add(o.o00, g0 * sx.w0);
+  add(o.o01, g0 * sx.w1);
+  add(o.o10, g1 * sx.w0);
+  add(o.o11, g1 * sx.w1);
 }
 
 template <typename acc_t>

@@ -1,14 +1,18 @@
 // CPU kernels for flow_warp, warp_blend and masked_warp_l1, forward and backward.
 //
-// Work is split two ways. Per-pixel outputs (the forward, and the gradients that are gathered: flow,
-// blend weight, raw, target, mask) are split by image rows. The image gradient is a scatter, so it is
-// split by (batch, channel) planes instead: a plane is only ever written by the thread that owns it,
-// which makes the backward race-free and bit-identical from run to run without atomics.
+// Work goes row by row. The samples of a row (corner offsets and weights, warp_math.h) are computed first
+// into arrays, in a loop the compiler vectorizes; then each channel walks the row, which keeps the reads
+// of an NCHW plane local (a channel-inner loop would touch C planes per pixel).
+//
+// Rows are split into chunks, one per thread. The image gradient is a scatter: chunk 0 scatters into the
+// gradient itself and chunk k > 0 into a private buffer, and the buffers are added in chunk order at the
+// end. No two threads write the same memory and the order of every floating-point addition is fixed by
+// the shapes and the thread count, so the backward is race-free and bit-identical from run to run.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
 #include <limits>
@@ -24,61 +28,209 @@ using at::Tensor;
 // Elements a thread should get at least, so small images do not pay for thread wake-ups.
 constexpr int64_t kGrainElements = 16384;
 
-template <typename scalar_t>
-using View = Strided4<scalar_t, int64_t>;
+#if defined(__clang__)
+#define V2V_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define V2V_IVDEP _Pragma("GCC ivdep")
+#else
+#define V2V_IVDEP
+#endif
 
 template <typename acc_t>
 acc_t quiet_nan() {
   return std::numeric_limits<acc_t>::quiet_NaN();
 }
 
-// Calls f(b, y, x, sample) for every output pixel; rows are split across threads.
-template <typename acc_t, typename scalar_t, typename F>
-void for_each_pixel(const View<const scalar_t>& flow, int64_t B, int64_t C, int64_t H, int64_t W, bool zeros,
-                    const F& f) {
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, W * C));
-  at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
+int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The samples of one row of output pixels, as arrays over x: structure of arrays, so that fill()
+// vectorizes (with -fno-trapping-math, which lets the compiler turn the selects of warp_math.h into vector
+// blends). Per pixel: the four corner offsets and, per axis, the two weights and (for the backward) their
+// two derivatives; products are formed where they are used, which stores less per pixel.
+template <typename acc_t, typename index_t>
+struct RowSamples {
+  RowSamples(int64_t width, bool with_grads) : W(width), with_grads(with_grads), valid(width), sums(3 * width) {
+    for (auto& v : off) v.resize(width);
+    for (auto& v : weight) v.resize(width);
+    if (with_grads) {
+      for (auto& v : off_grad) v.resize(width);
+      for (auto& v : deriv) v.resize(width);
+    }
+  }
+
+  // Samples row y of batch element b: offsets for planes of strides (sy, sx) to read, and for the gradient
+  // buffer (strides gsy, gsx) to scatter into when those differ (an input that is not dense).
+  template <typename scalar_t>
+  void fill(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, bool zeros, index_t sy,
+            index_t sx, index_t gsy = 0, index_t gsx = 0) {
+    grad_offsets_differ = with_grads && (gsy != sy || gsx != sx);
+    // Constant flags inside the loop, so that no control flow is left to stop vectorization.
+    if (zeros) {
+      with_grads ? fill_row<true, true>(flow, b, y, H, sy, sx) : fill_row<true, false>(flow, b, y, H, sy, sx);
+    } else {
+      with_grads ? fill_row<false, true>(flow, b, y, H, sy, sx) : fill_row<false, false>(flow, b, y, H, sy, sx);
+    }
+    if (grad_offsets_differ) {
+      with_grads = false;  // only the offsets are wanted from this second pass
+      zeros ? fill_offsets<true>(flow, b, y, H, gsy, gsx) : fill_offsets<false>(flow, b, y, H, gsy, gsx);
+      with_grads = true;
+    }
+  }
+
+  // Raw pointers to the arrays, to copy into a local before a loop: Python's build flags include
+  // -fno-strict-aliasing, under which every store in the loop would force a reload of the vectors' data
+  // pointers.
+  struct View {
+    const index_t *o00, *o01, *o10, *o11, *g00, *g01, *g10, *g11;
+    const acc_t *wx0, *wx1, *wy0, *wy1, *dx0, *dx1, *dy0, *dy1;
+    const uint8_t* valid;
+
+    CornerOffsets<index_t> offsets(int64_t x) const { return {o00[x], o01[x], o10[x], o11[x]}; }
+    CornerOffsets<index_t> grad_offsets(int64_t x) const { return {g00[x], g01[x], g10[x], g11[x]}; }
+    // The axes of pixel x's sample; weights only (forward), or with derivatives (backward).
+    AxisSample<acc_t> x_weights(int64_t x) const { return {0, 0, wx0[x], wx1[x], 0, 0}; }
+    AxisSample<acc_t> y_weights(int64_t x) const { return {0, 0, wy0[x], wy1[x], 0, 0}; }
+    AxisSample<acc_t> x_axis(int64_t x) const { return {0, 0, wx0[x], wx1[x], dx0[x], dx1[x]}; }
+    AxisSample<acc_t> y_axis(int64_t x) const { return {0, 0, wy0[x], wy1[x], dy0[x], dy1[x]}; }
+    // The sampled value of pixel x from a plane (NaN for an invalid sample).
+    template <typename scalar_t>
+    acc_t value(const scalar_t* plane, int64_t x) const {
+      return valid[x] ? interpolate(read_corners<acc_t>(plane, offsets(x)), x_weights(x), y_weights(x))
+                      : quiet_nan<acc_t>();
+    }
+    // Adds g times the bilinear weights of pixel x into one gradient plane.
+    void scatter(acc_t* plane, int64_t x, acc_t g) const {
+      scatter_corners(x_weights(x), y_weights(x), grad_offsets(x), g, [plane](index_t o, acc_t v) { plane[o] += v; });
+    }
+  };
+
+  View view() const {
+    const auto& g = grad_offsets_differ ? off_grad : off;
+    const auto& d = with_grads ? deriv : weight;  // forward: no derivatives are read
+    return View{off[0].data(),    off[1].data(),    off[2].data(),    off[3].data(),    g[0].data(),
+                g[1].data(),      g[2].data(),      g[3].data(),      weight[0].data(), weight[1].data(),
+                weight[2].data(), weight[3].data(), d[0].data(),      d[1].data(),      d[2].data(),
+                d[3].data(),      valid.data()};
+  }
+
+  // Three per-pixel accumulators over channels (flow x, flow y, and an op's third sum), zeroed.
+  std::array<acc_t*, 3> zeroed_sums() {
+    std::fill(sums.begin(), sums.end(), acc_t(0));
+    return {sums.data(), sums.data() + W, sums.data() + 2 * W};
+  }
+
+  int64_t W;
+  bool with_grads;
+  bool grad_offsets_differ = false;
+  std::array<std::vector<index_t>, 4> off, off_grad;  // o00, o01, o10, o11
+  std::array<std::vector<acc_t>, 4> weight, deriv;    // x.w0, x.w1, y.w0, y.w1 and x.d0, x.d1, y.d0, y.d1
+  std::vector<uint8_t> valid;
+  std::vector<acc_t> sums;
+
+ private:
+  template <bool kZeros, bool kGrads, typename scalar_t>
+  void fill_row(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, index_t sy,
+                index_t sx) {
+    // Plain pointers: through the vectors, the compiler would reload their data pointers after every store.
+    const scalar_t* dx = &flow(b, 0, y, 0);
+    const scalar_t* dy = &flow(b, 1, y, 0);
+    index_t *o00 = off[0].data(), *o01 = off[1].data(), *o10 = off[2].data(), *o11 = off[3].data();
+    acc_t *wx0 = weight[0].data(), *wx1 = weight[1].data(), *wy0 = weight[2].data(), *wy1 = weight[3].data();
+    acc_t *dx0 = nullptr, *dx1 = nullptr, *dy0 = nullptr, *dy1 = nullptr;
+    if (kGrads) dx0 = deriv[0].data(), dx1 = deriv[1].data(), dy0 = deriv[2].data(), dy1 = deriv[3].data();
+    uint8_t* ok = valid.data();
+    const index_t fsx = flow.sx;
+    const int32_t width = static_cast<int32_t>(W), height = static_cast<int32_t>(H), row = static_cast<int32_t>(y);
+    // The arrays never overlap; without this GCC needs more run-time alias checks than it will emit.
+    V2V_IVDEP
+    for (int32_t x = 0; x < width; ++x) {
+      const Sample<acc_t> s = sample_at<acc_t>(x, row, static_cast<acc_t>(dx[x * fsx]), static_cast<acc_t>(dy[x * fsx]),
+                                               height, width, kZeros);
+      const CornerOffsets<index_t> o = corner_offsets(s, sy, sx);
+      o00[x] = o.o00, o01[x] = o.o01, o10[x] = o.o10, o11[x] = o.o11;
+      wx0[x] = s.x.w0, wx1[x] = s.x.w1, wy0[x] = s.y.w0, wy1[x] = s.y.w1;
+      ok[x] = s.valid;
+      if (kGrads) dx0[x] = s.x.d0, dx1[x] = s.x.d1, dy0[x] = s.y.d0, dy1[x] = s.y.d1;
+    }
+  }
+
+  template <bool kZeros, typename scalar_t>
+  void fill_offsets(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, index_t sy,
+                    index_t sx) {
+    const scalar_t* dx = &flow(b, 0, y, 0);
+    const scalar_t* dy = &flow(b, 1, y, 0);
+    index_t *o00 = off_grad[0].data(), *o01 = off_grad[1].data(), *o10 = off_grad[2].data(), *o11 = off_grad[3].data();
+    const index_t fsx = flow.sx;
+    const int32_t width = static_cast<int32_t>(W), height = static_cast<int32_t>(H), row = static_cast<int32_t>(y);
+    V2V_IVDEP
+    for (int32_t x = 0; x < width; ++x) {
+      const Sample<acc_t> s = sample_at<acc_t>(x, row, static_cast<acc_t>(dx[x * fsx]), static_cast<acc_t>(dy[x * fsx]),
+                                               height, width, kZeros);
+      const CornerOffsets<index_t> o = corner_offsets(s, sy, sx);
+      o00[x] = o.o00, o01[x] = o.o01, o10[x] = o.o10, o11[x] = o.o11;
+    }
+  }
+};
+
+// Rows of (batch, y) that a chunk should get at least, so small images do not pay for thread wake-ups.
+int64_t min_rows_per_chunk(int64_t W, int64_t C) {
+  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, W * std::max<int64_t>(1, C)));
+}
+
+// Calls f(b, y, samples) for every row of output pixels; rows are split across threads.
+template <typename acc_t, typename index_t, typename scalar_t, typename F>
+void for_each_row(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_t sx, const F& f) {
+  const int64_t B = flow.size(0), H = flow.size(2), W = flow.size(3);
+  const auto fl = strided4<const scalar_t, index_t>(flow);
+  at::parallel_for(0, B * H, min_rows_per_chunk(W, C), [&](int64_t begin, int64_t end) {
+    RowSamples<acc_t, index_t> rs(W, false);
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / H;
-      const int64_t y = row % H;
-      for (int64_t x = 0; x < W; ++x) {
-        const acc_t dx = static_cast<acc_t>(flow(b, 0, y, x));
-        const acc_t dy = static_cast<acc_t>(flow(b, 1, y, x));
-        f(b, y, x, sample_at<acc_t>(x, y, dx, dy, H, W, zeros));
-      }
+      const int64_t b = row / H, y = row % H;
+      rs.fill(fl, b, y, H, zeros, sy, sx);
+      f(b, y, rs);
     }
   });
 }
 
-// Scatters g(b, c, y, x, sample) into grad (an acc_t buffer laid out like the image) for every valid pixel;
-// (b, c) planes are split across threads.
-template <typename acc_t, typename scalar_t, typename G>
-void scatter_planes(const View<const scalar_t>& flow, Tensor& grad, bool zeros, const G& g) {
-  const int64_t B = grad.size(0), C = grad.size(1), H = grad.size(2), W = grad.size(3);
-  const View<acc_t> out = strided4<acc_t, int64_t>(grad);
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, H * W));
-  at::parallel_for(0, B * C, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t bc = begin; bc < end; ++bc) {
-      const int64_t b = bc / C;
-      const int64_t c = bc % C;
-      const Plane<acc_t, int64_t> plane = out.plane(b, c);
-      auto add = [&](int64_t yy, int64_t xx, acc_t v) { plane.at(yy, xx) += v; };
-      for (int64_t y = 0; y < H; ++y) {
-        for (int64_t x = 0; x < W; ++x) {
-          const acc_t dx = static_cast<acc_t>(flow(b, 0, y, x));
-          const acc_t dy = static_cast<acc_t>(flow(b, 1, y, x));
-          const Sample<acc_t> s = sample_at<acc_t>(x, y, dx, dy, H, W, zeros);
-          if (s.valid) scatter_corners(s, g(b, c, y, x, s), add);
-        }
+// The backward driver (see the file comment). Calls f(b, y, samples, scatter) for every row, where scatter
+// is the acc_t gradient buffer this row's chunk scatters into (laid out like `grad`); f writes the row's
+// gathered gradients directly. `grad` (undefined when no image gradient is needed) ends up holding the sum.
+template <typename acc_t, typename index_t, typename scalar_t, typename F>
+void for_each_backward_row(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_t sx, Tensor& grad,
+                           const F& f) {
+  const int64_t B = flow.size(0), H = flow.size(2), W = flow.size(3);
+  const int64_t rows = B * H;
+  if (rows * W == 0) return;
+  const auto fl = strided4<const scalar_t, index_t>(flow);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / min_rows_per_chunk(W, C)));
+  const int64_t rows_per_chunk = div_up(rows, chunks);
+  std::vector<Tensor> buffers{grad};
+  if (grad.defined()) {
+    for (int64_t k = 1; k < chunks; ++k) buffers.push_back(at::zeros_like(grad));
+  }
+  const index_t gsy = grad.defined() ? static_cast<index_t>(grad.stride(2)) : 0;
+  const index_t gsx = grad.defined() ? static_cast<index_t>(grad.stride(3)) : 0;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    RowSamples<acc_t, index_t> rs(W, true);
+    for (int64_t k = begin; k < end; ++k) {
+      acc_t* scatter = grad.defined() ? buffers[k].data_ptr<acc_t>() : nullptr;
+      for (int64_t row = k * rows_per_chunk; row < std::min(rows, (k + 1) * rows_per_chunk); ++row) {
+        const int64_t b = row / H, y = row % H;
+        rs.fill(fl, b, y, H, zeros, sy, sx, gsy, gsx);
+        f(b, y, rs, scatter);
       }
     }
   });
+  for (int64_t k = 1; k < chunks; ++k) grad.add_(buffers[k]);
 }
 
-// Returns the image gradient in the image's dtype (accumulated in acc_t, which is wider for fp16/bf16).
+// The image gradient is accumulated in acc_t (wider than fp16/bf16) and returned in the image's dtype.
 Tensor finish_grad(const Tensor& acc_grad, const Tensor& like) {
   return acc_grad.scalar_type() == like.scalar_type() ? acc_grad : acc_grad.to(like.scalar_type());
 }
+
+#define V2V_DISPATCH_CPU(dtype, name, ...) \
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
@@ -87,20 +239,24 @@ Tensor flow_warp_cpu(const Tensor& img, const Tensor& flow, const std::string& p
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor out = empty_like_layout(img);
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto in = strided4<const scalar_t, int64_t>(img);
-    const auto fl = strided4<const scalar_t, int64_t>(flow);
-    const auto o = strided4<scalar_t, int64_t>(out);
-    const int64_t C = img.size(1);
-    for_each_pixel<acc_t>(fl, img.size(0), C, img.size(2), img.size(3), zeros,
-                          [&](int64_t b, int64_t y, int64_t x, const Sample<acc_t>& s) {
-                            for (int64_t c = 0; c < C; ++c) {
-                              const acc_t v = s.valid ? interpolate(read_corners(in.plane(b, c), s), s)
-                                                      : quiet_nan<acc_t>();
-                              o(b, c, y, x) = static_cast<scalar_t>(v);
-                            }
-                          });
+  V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_cpu", [&] {
+    V2V_DISPATCH_INDEX(all_fit_int32(img, flow, out), [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto in = strided4<const scalar_t, index_t>(img);
+      const auto o = strided4<scalar_t, index_t>(out);
+      const int64_t C = img.size(1), W = img.size(3);
+      for_each_row<acc_t, index_t, scalar_t>(flow, C, zeros, in.sy, in.sx,
+                                             [&](int64_t b, int64_t y, const RowSamples<acc_t, index_t>& samples) {
+        const auto rs = samples.view();
+        for (int64_t c = 0; c < C; ++c) {
+          const scalar_t* src = in.plane(b, c);
+          scalar_t* dst = &o(b, c, y, 0);
+          for (int64_t x = 0; x < W; ++x) {
+            dst[x * o.sx] = static_cast<scalar_t>(rs.value(src, x));
+          }
+        }
+      });
+    });
   });
   return out;
 }
@@ -111,38 +267,45 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
   check_same_layout(grad_out, "grad_out", img, "img", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor grad_img = unrequested(img), grad_flow = unrequested(flow);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_backward_cpu", [&] {
+  V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
-    const auto in = strided4<const scalar_t, int64_t>(img);
-    const auto fl = strided4<const scalar_t, int64_t>(flow);
-    const auto go = strided4<const scalar_t, int64_t>(grad_out);
-    const int64_t C = img.size(1);
-    if (mask[0]) {
-      Tensor acc = zeros_like_layout(img, acc_type);
-      scatter_planes<acc_t>(fl, acc, zeros, [&](int64_t b, int64_t c, int64_t y, int64_t x, const Sample<acc_t>&) {
-        return static_cast<acc_t>(go(b, c, y, x));
-      });
-      grad_img = finish_grad(acc, img);
-    }
-    if (mask[1]) {
-      grad_flow = empty_like_layout(flow);
-      const auto gf = strided4<scalar_t, int64_t>(grad_flow);
-      for_each_pixel<acc_t>(fl, img.size(0), C, img.size(2), img.size(3), zeros,
-                            [&](int64_t b, int64_t y, int64_t x, const Sample<acc_t>& s) {
-                              acc_t gx = 0, gy = 0;
-                              if (s.valid) {
-                                for (int64_t c = 0; c < C; ++c) {
-                                  const Corners<acc_t> k = read_corners(in.plane(b, c), s);
-                                  const acc_t g = static_cast<acc_t>(go(b, c, y, x));
-                                  gx += g * interpolate_dx(k, s);
-                                  gy += g * interpolate_dy(k, s);
-                                }
-                              }
-                              gf(b, 0, y, x) = static_cast<scalar_t>(gx);
-                              gf(b, 1, y, x) = static_cast<scalar_t>(gy);
-                            });
-    }
+    Tensor acc = mask[0] ? zeros_like_layout(img, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
+    if (mask[1]) grad_flow = empty_like_layout(flow);
+    V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out), [&] {
+      const auto in = strided4<const scalar_t, index_t>(img);
+      const auto go = strided4<const scalar_t, index_t>(grad_out);
+      const auto gf = strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow);
+      const index_t gsn = mask[0] ? static_cast<index_t>(acc.stride(0)) : 0;
+      const index_t gsc = mask[0] ? static_cast<index_t>(acc.stride(1)) : 0;
+      const int64_t C = img.size(1), W = img.size(3);
+      for_each_backward_row<acc_t, index_t, scalar_t>(
+          flow, C, zeros, in.sy, in.sx, acc,
+          [&](int64_t b, int64_t y, RowSamples<acc_t, index_t>& samples, acc_t* scatter) {
+            const auto rs = samples.view();
+            const auto [gx, gy, unused] = samples.zeroed_sums();
+            for (int64_t c = 0; c < C; ++c) {
+              const scalar_t* src = in.plane(b, c);
+              const scalar_t* g_row = &go(b, c, y, 0);
+              acc_t* g_plane = mask[0] ? scatter + b * gsn + c * gsc : nullptr;
+              for (int64_t x = 0; x < W; ++x) {
+                if (!rs.valid[x]) continue;  // a NaN-flow pixel sends no gradient anywhere
+                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
+                if (mask[0]) rs.scatter(g_plane, x, g);
+                if (mask[1]) {
+                  const Corners<acc_t> k = read_corners<acc_t>(src, rs.offsets(x));
+                  gx[x] += g * interpolate_dx(k, rs.x_axis(x), rs.y_axis(x));
+                  gy[x] += g * interpolate_dy(k, rs.x_axis(x), rs.y_axis(x));
+                }
+              }
+            }
+            if (!mask[1]) return;
+            for (int64_t x = 0; x < W; ++x) {
+              gf(b, 0, y, x) = static_cast<scalar_t>(gx[x]);
+              gf(b, 1, y, x) = static_cast<scalar_t>(gy[x]);
+            }
+          });
+    });
+    if (mask[0]) grad_img = finish_grad(acc, img);
   });
   return {grad_img, grad_flow};
 }
@@ -161,24 +324,30 @@ Tensor warp_blend_cpu(const Tensor& prev, const Tensor& flow, const Tensor& raw,
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor out = empty_like_layout(raw);
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto pv = strided4<const scalar_t, int64_t>(prev);
-    const auto fl = strided4<const scalar_t, int64_t>(flow);
-    const auto rw = strided4<const scalar_t, int64_t>(raw);
-    const auto wt = strided4<const scalar_t, int64_t>(weight);
-    const auto o = strided4<scalar_t, int64_t>(out);
-    const int64_t C = prev.size(1);
-    for_each_pixel<acc_t>(fl, prev.size(0), C, prev.size(2), prev.size(3), zeros,
-                          [&](int64_t b, int64_t y, int64_t x, const Sample<acc_t>& s) {
-                            const acc_t w = static_cast<acc_t>(wt(b, 0, y, x));
-                            for (int64_t c = 0; c < C; ++c) {
-                              const acc_t warped = s.valid ? interpolate(read_corners(pv.plane(b, c), s), s)
-                                                           : quiet_nan<acc_t>();
-                              const acc_t r = static_cast<acc_t>(rw(b, c, y, x));
-                              o(b, c, y, x) = static_cast<scalar_t>(r * w + warped * (acc_t(1) - w));
-                            }
-                          });
+  V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_cpu", [&] {
+    V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, out), [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto pv = strided4<const scalar_t, index_t>(prev);
+      const auto rw = strided4<const scalar_t, index_t>(raw);
+      const auto wt = strided4<const scalar_t, index_t>(weight);
+      const auto o = strided4<scalar_t, index_t>(out);
+      const int64_t C = prev.size(1), W = prev.size(3);
+      for_each_row<acc_t, index_t, scalar_t>(flow, C, zeros, pv.sy, pv.sx,
+                                             [&](int64_t b, int64_t y, const RowSamples<acc_t, index_t>& samples) {
+        const auto rs = samples.view();
+        const scalar_t* w_row = &wt(b, 0, y, 0);
+        for (int64_t c = 0; c < C; ++c) {
+          const scalar_t* src = pv.plane(b, c);
+          const scalar_t* r_row = &rw(b, c, y, 0);
+          scalar_t* dst = &o(b, c, y, 0);
+          for (int64_t x = 0; x < W; ++x) {
+            const acc_t w = static_cast<acc_t>(w_row[x * wt.sx]);
+            const acc_t warped = rs.value(src, x);
+            dst[x * o.sx] = static_cast<scalar_t>(static_cast<acc_t>(r_row[x * rw.sx]) * w + warped * (acc_t(1) - w));
+          }
+        }
+      });
+    });
   });
   return out;
 }
@@ -193,55 +362,64 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor grad_prev = unrequested(prev), grad_flow = unrequested(flow);
   Tensor grad_raw = unrequested(raw), grad_weight = unrequested(weight);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_backward_cpu", [&] {
+  V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
-    const auto pv = strided4<const scalar_t, int64_t>(prev);
-    const auto fl = strided4<const scalar_t, int64_t>(flow);
-    const auto rw = strided4<const scalar_t, int64_t>(raw);
-    const auto wt = strided4<const scalar_t, int64_t>(weight);
-    const auto go = strided4<const scalar_t, int64_t>(grad_out);
-    const int64_t C = prev.size(1);
-    if (mask[0]) {
-      Tensor acc = zeros_like_layout(prev, acc_type);
-      scatter_planes<acc_t>(fl, acc, zeros, [&](int64_t b, int64_t c, int64_t y, int64_t x, const Sample<acc_t>&) {
-        return static_cast<acc_t>(go(b, c, y, x)) * (acc_t(1) - static_cast<acc_t>(wt(b, 0, y, x)));
-      });
-      grad_prev = finish_grad(acc, prev);
-    }
-    if (!(mask[1] || mask[2] || mask[3])) return;
+    Tensor acc = mask[0] ? zeros_like_layout(prev, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
     if (mask[1]) grad_flow = empty_like_layout(flow);
     if (mask[2]) grad_raw = empty_like_layout(raw);
     if (mask[3]) grad_weight = empty_like_layout(weight);
-    const auto gf = strided4<scalar_t, int64_t>(grad_flow.numel() ? grad_flow : flow);
-    const auto gr = strided4<scalar_t, int64_t>(grad_raw.numel() ? grad_raw : raw);
-    const auto gw = strided4<scalar_t, int64_t>(grad_weight.numel() ? grad_weight : weight);
-    const bool need_warped = mask[1] || mask[3];
-    for_each_pixel<acc_t>(
-        fl, prev.size(0), C, prev.size(2), prev.size(3), zeros,
-        [&](int64_t b, int64_t y, int64_t x, const Sample<acc_t>& s) {
-          const acc_t w = static_cast<acc_t>(wt(b, 0, y, x));
-          acc_t gx = 0, gy = 0, gwsum = 0;
-          for (int64_t c = 0; c < C; ++c) {
-            const acc_t g = static_cast<acc_t>(go(b, c, y, x));
-            if (mask[2]) gr(b, c, y, x) = static_cast<scalar_t>(g * w);
-            if (!need_warped) continue;
-            acc_t warped = quiet_nan<acc_t>();
-            if (s.valid) {
-              const Corners<acc_t> k = read_corners(pv.plane(b, c), s);
-              warped = interpolate(k, s);
-              const acc_t gp = g * (acc_t(1) - w);
-              gx += gp * interpolate_dx(k, s);
-              gy += gp * interpolate_dy(k, s);
+    V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out, grad_raw), [&] {
+      const auto pv = strided4<const scalar_t, index_t>(prev);
+      const auto rw = strided4<const scalar_t, index_t>(raw);
+      const auto wt = strided4<const scalar_t, index_t>(weight);
+      const auto go = strided4<const scalar_t, index_t>(grad_out);
+      const auto gf = strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow);
+      const auto gr = strided4<scalar_t, index_t>(mask[2] ? grad_raw : raw);
+      const auto gw = strided4<scalar_t, index_t>(mask[3] ? grad_weight : weight);
+      const index_t gsn = mask[0] ? static_cast<index_t>(acc.stride(0)) : 0;
+      const index_t gsc = mask[0] ? static_cast<index_t>(acc.stride(1)) : 0;
+      const bool need_warped = mask[1] || mask[3];
+      const int64_t C = prev.size(1), W = prev.size(3);
+      for_each_backward_row<acc_t, index_t, scalar_t>(
+          flow, C, zeros, pv.sy, pv.sx, acc,
+          [&](int64_t b, int64_t y, RowSamples<acc_t, index_t>& samples, acc_t* scatter) {
+            const auto rs = samples.view();
+            const auto [gx, gy, gw_sum] = samples.zeroed_sums();
+            const scalar_t* w_row = &wt(b, 0, y, 0);
+            for (int64_t c = 0; c < C; ++c) {
+              const scalar_t* src = pv.plane(b, c);
+              const scalar_t* g_row = &go(b, c, y, 0);
+              const scalar_t* r_row = &rw(b, c, y, 0);
+              scalar_t* gr_row = &gr(b, c, y, 0);
+              acc_t* g_plane = mask[0] ? scatter + b * gsn + c * gsc : nullptr;
+              for (int64_t x = 0; x < W; ++x) {
+                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
+                const acc_t w = static_cast<acc_t>(w_row[x * wt.sx]);
+                const acc_t g_prev = g * (acc_t(1) - w);
+                if (mask[2]) gr_row[x * gr.sx] = static_cast<scalar_t>(g * w);
+                if (!rs.valid[x]) {
+                  // A NaN-flow pixel: its warped value is NaN, and it sends no gradient to prev or flow.
+                  gw_sum[x] += g * (static_cast<acc_t>(r_row[x * rw.sx]) - quiet_nan<acc_t>());
+                  continue;
+                }
+                if (mask[0]) rs.scatter(g_plane, x, g_prev);
+                if (!need_warped) continue;
+                const Corners<acc_t> k = read_corners<acc_t>(src, rs.offsets(x));
+                gx[x] += g_prev * interpolate_dx(k, rs.x_axis(x), rs.y_axis(x));
+                gy[x] += g_prev * interpolate_dy(k, rs.x_axis(x), rs.y_axis(x));
+                gw_sum[x] += g * (static_cast<acc_t>(r_row[x * rw.sx]) - interpolate(k, rs.x_weights(x), rs.y_weights(x)));
+              }
             }
-            gwsum += g * (static_cast<acc_t>(rw(b, c, y, x)) - warped);
-          }
-          if (mask[1]) {
-            gf(b, 0, y, x) = static_cast<scalar_t>(gx);
-            gf(b, 1, y, x) = static_cast<scalar_t>(gy);
-          }
-          if (mask[3]) gw(b, 0, y, x) = static_cast<scalar_t>(gwsum);
-        });
+            for (int64_t x = 0; x < W; ++x) {
+              if (mask[1]) {
+                gf(b, 0, y, x) = static_cast<scalar_t>(gx[x]);
+                gf(b, 1, y, x) = static_cast<scalar_t>(gy[x]);
+              }
+              if (mask[3]) gw(b, 0, y, x) = static_cast<scalar_t>(gw_sum[x]);
+            }
+          });
+    });
+    if (mask[0]) grad_prev = finish_grad(acc, prev);
   });
   return {grad_prev, grad_flow, grad_raw, grad_weight};
 }
@@ -264,40 +442,46 @@ Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& t
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
   Tensor out = at::empty({}, src.options());
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const auto sv = strided4<const scalar_t, int64_t>(src);
-    const auto fl = strided4<const scalar_t, int64_t>(flow);
-    const auto tg = strided4<const scalar_t, int64_t>(target);
-    const auto mk = strided4<const scalar_t, int64_t>(mask);
-    const int64_t rows = B * H;
-    const int64_t n_partials = (rows + kRowsPerPartial - 1) / kRowsPerPartial;
-    std::vector<double> partials(n_partials, 0.0);
-    const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, kRowsPerPartial * W * C));
-    at::parallel_for(0, n_partials, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p) {
-        double sum = 0.0;
-        for (int64_t row = p * kRowsPerPartial; row < std::min(rows, (p + 1) * kRowsPerPartial); ++row) {
-          const int64_t b = row / H, y = row % H;
-          for (int64_t x = 0; x < W; ++x) {
-            const acc_t dx = static_cast<acc_t>(fl(b, 0, y, x));
-            const acc_t dy = static_cast<acc_t>(fl(b, 1, y, x));
-            const Sample<acc_t> s = sample_at<acc_t>(x, y, dx, dy, H, W, zeros);
+  V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_cpu", [&] {
+    V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask), [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const auto sv = strided4<const scalar_t, index_t>(src);
+      const auto fl = strided4<const scalar_t, index_t>(flow);
+      const auto tg = strided4<const scalar_t, index_t>(target);
+      const auto mk = strided4<const scalar_t, index_t>(mask);
+      const int64_t rows = B * H;
+      const int64_t n_partials = div_up(rows, kRowsPerPartial);
+      std::vector<double> partials(n_partials, 0.0);
+      const int64_t grain = std::max<int64_t>(1, min_rows_per_chunk(W, C) / kRowsPerPartial);
+      at::parallel_for(0, n_partials, grain, [&](int64_t begin, int64_t end) {
+        RowSamples<acc_t, index_t> samples(W, false);
+        for (int64_t p = begin; p < end; ++p) {
+          double sum = 0.0;
+          for (int64_t row = p * kRowsPerPartial; row < std::min(rows, (p + 1) * kRowsPerPartial); ++row) {
+            const int64_t b = row / H, y = row % H;
+            samples.fill(fl, b, y, H, zeros, sv.sy, sv.sx);
+            const auto rs = samples.view();
+            acc_t row_sum = 0;
             for (int64_t c = 0; c < C; ++c) {
-              const acc_t warped =
-                  s.valid ? interpolate(read_corners(sv.plane(b, c), s), s) : quiet_nan<acc_t>();
-              const acc_t m = static_cast<acc_t>(mk(b, c, y, x));
-              sum += std::abs(static_cast<double>(warped * m - static_cast<acc_t>(tg(b, c, y, x)) * m));
+              const scalar_t* plane = sv.plane(b, c);
+              const scalar_t* t_row = &tg(b, c, y, 0);
+              const scalar_t* m_row = &mk(b, c, y, 0);
+              for (int64_t x = 0; x < W; ++x) {
+                const acc_t warped = rs.value(plane, x);
+                const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
+                row_sum += std::abs(warped * m - static_cast<acc_t>(t_row[x * tg.sx]) * m);
+              }
             }
+            sum += static_cast<double>(row_sum);
           }
+          partials[p] = sum;
         }
-        partials[p] = sum;
-      }
+      });
+      double total = 0.0;
+      for (double p : partials) total += p;
+      // The mean over zero elements is NaN, as torch.mean says.
+      out.fill_(total / static_cast<double>(B * C * H * W));
     });
-    double total = 0.0;
-    for (double p : partials) total += p;
-    // The mean over zero elements is NaN, as torch.mean says.
-    out.fill_(total / static_cast<double>(B * C * H * W));
   });
   return out;
 }
@@ -314,73 +498,66 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
   Tensor grad_src = unrequested(src), grad_flow = unrequested(flow);
   Tensor grad_target = unrequested(target), grad_mask = unrequested(mask);
-  if (src.numel() == 0) {
-    if (need[0]) grad_src = at::zeros_like(src);
-    if (need[1]) grad_flow = at::zeros_like(flow);
-    if (need[2]) grad_target = at::zeros_like(target);
-    if (need[3]) grad_mask = at::zeros_like(mask);
-    return {grad_src, grad_flow, grad_target, grad_mask};
-  }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_backward_cpu", [&] {
+  V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_backward_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto acc_type = c10::CppTypeToScalarType<acc_t>::value;
     const acc_t scale = static_cast<acc_t>(grad_out.item<double>() / static_cast<double>(B * C * H * W));
-    const auto sv = strided4<const scalar_t, int64_t>(src);
-    const auto fl = strided4<const scalar_t, int64_t>(flow);
-    const auto tg = strided4<const scalar_t, int64_t>(target);
-    const auto mk = strided4<const scalar_t, int64_t>(mask);
-    // d loss / d (warped value) at (b, c, y, x), before the mask: sign(warped*m - t*m) * scale.
-    auto warped_and_sign = [&](int64_t b, int64_t c, int64_t y, int64_t x, const Sample<acc_t>& s,
-                               const Corners<acc_t>* k, acc_t* warped) {
-      *warped = s.valid ? interpolate(*k, s) : quiet_nan<acc_t>();
-      const acc_t m = static_cast<acc_t>(mk(b, c, y, x));
-      return sign_of(*warped * m - static_cast<acc_t>(tg(b, c, y, x)) * m) * scale;
-    };
-    if (need[0]) {
-      Tensor acc = zeros_like_layout(src, acc_type);
-      scatter_planes<acc_t>(fl, acc, zeros, [&](int64_t b, int64_t c, int64_t y, int64_t x, const Sample<acc_t>& s) {
-        const Corners<acc_t> k = read_corners(sv.plane(b, c), s);
-        acc_t warped;
-        return warped_and_sign(b, c, y, x, s, &k, &warped) * static_cast<acc_t>(mk(b, c, y, x));
-      });
-      grad_src = finish_grad(acc, src);
-    }
-    if (!(need[1] || need[2] || need[3])) return;
-    if (need[1]) grad_flow = empty_like_layout(flow);
+    Tensor acc = need[0] ? zeros_like_layout(src, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
+    // Gathered gradients start at 0 so that a channel count of 0 leaves them defined.
+    if (need[1]) grad_flow = at::zeros_like(flow);
     if (need[2]) grad_target = empty_like_layout(target);
-    if (need[3]) grad_mask = empty_like_layout(mask);
-    const auto gf = strided4<scalar_t, int64_t>(grad_flow.numel() ? grad_flow : flow);
-    const auto gt = strided4<scalar_t, int64_t>(grad_target.numel() ? grad_target : target);
-    const auto gm = strided4<scalar_t, int64_t>(grad_mask.numel() ? grad_mask : mask);
-    for_each_pixel<acc_t>(fl, B, C, H, W, zeros, [&](int64_t b, int64_t y, int64_t x, const Sample<acc_t>& s) {
-      acc_t gx = 0, gy = 0, gmsum = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        Corners<acc_t> k{};
-        if (s.valid) k = read_corners(sv.plane(b, c), s);
-        acc_t warped;
-        const acc_t sg = warped_and_sign(b, c, y, x, s, &k, &warped);
-        const acc_t m = static_cast<acc_t>(mk(b, c, y, x));
-        const acc_t t = static_cast<acc_t>(tg(b, c, y, x));
-        if (need[2]) gt(b, c, y, x) = static_cast<scalar_t>(-sg * m);
-        if (need[3]) {
-          const acc_t v = sg * (warped - t);
-          if (mask_per_channel) {
-            gm(b, c, y, x) = static_cast<scalar_t>(v);
-          } else {
-            gmsum += v;
-          }
-        }
-        if (need[1] && s.valid) {
-          gx += sg * m * interpolate_dx(k, s);
-          gy += sg * m * interpolate_dy(k, s);
-        }
-      }
-      if (need[1]) {
-        gf(b, 0, y, x) = static_cast<scalar_t>(gx);
-        gf(b, 1, y, x) = static_cast<scalar_t>(gy);
-      }
-      if (need[3] && !mask_per_channel) gm(b, 0, y, x) = static_cast<scalar_t>(gmsum);
+    if (need[3]) grad_mask = at::zeros_like(mask);
+    V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, grad_target), [&] {
+      const auto sv = strided4<const scalar_t, index_t>(src);
+      const auto tg = strided4<const scalar_t, index_t>(target);
+      const auto mk = strided4<const scalar_t, index_t>(mask);
+      const auto gf = strided4<scalar_t, index_t>(need[1] ? grad_flow : flow);
+      const auto gt = strided4<scalar_t, index_t>(need[2] ? grad_target : target);
+      const auto gm = strided4<scalar_t, index_t>(need[3] ? grad_mask : mask);
+      const index_t gsn = need[0] ? static_cast<index_t>(acc.stride(0)) : 0;
+      const index_t gsc = need[0] ? static_cast<index_t>(acc.stride(1)) : 0;
+      for_each_backward_row<acc_t, index_t, scalar_t>(
+          flow, C, zeros, sv.sy, sv.sx, acc,
+          [&](int64_t b, int64_t y, RowSamples<acc_t, index_t>& samples, acc_t* scatter) {
+            const auto rs = samples.view();
+            const auto [gx, gy, gm_sum] = samples.zeroed_sums();
+            for (int64_t c = 0; c < C; ++c) {
+              const scalar_t* plane = sv.plane(b, c);
+              const scalar_t* t_row = &tg(b, c, y, 0);
+              const scalar_t* m_row = &mk(b, c, y, 0);
+              acc_t* g_plane = need[0] ? scatter + b * gsn + c * gsc : nullptr;
+              for (int64_t x = 0; x < W; ++x) {
+                const bool valid = rs.valid[x];
+                const Corners<acc_t> k = read_corners<acc_t>(plane, rs.offsets(x));
+                const acc_t warped = valid ? interpolate(k, rs.x_weights(x), rs.y_weights(x)) : quiet_nan<acc_t>();
+                const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
+                const acc_t t = static_cast<acc_t>(t_row[x * tg.sx]);
+                // d loss / d warped, before the mask: sign(warped * m - t * m) / numel * grad_out.
+                const acc_t sg = sign_of(warped * m - t * m) * scale;
+                if (need[2]) gt(b, c, y, x) = static_cast<scalar_t>(-sg * m);
+                if (need[3]) {
+                  const acc_t v = sg * (warped - t);
+                  if (mask_per_channel) {
+                    gm(b, c, y, x) = static_cast<scalar_t>(v);
+                  } else {
+                    gm_sum[x] += v;
+                  }
+                }
+                if (!valid) continue;
+                if (need[0]) rs.scatter(g_plane, x, sg * m);
+                gx[x] += sg * m * interpolate_dx(k, rs.x_axis(x), rs.y_axis(x));
+                gy[x] += sg * m * interpolate_dy(k, rs.x_axis(x), rs.y_axis(x));
+              }
+            }
+            for (int64_t x = 0; x < W; ++x) {
+              if (need[1]) {
+                gf(b, 0, y, x) = static_cast<scalar_t>(gx[x]);
+                gf(b, 1, y, x) = static_cast<scalar_t>(gy[x]);
+              }
+              if (need[3] && !mask_per_channel) gm(b, 0, y, x) = static_cast<scalar_t>(gm_sum[x]);
+            }
+          });
     });
+    if (need[0]) grad_src = finish_grad(acc, src);
   });
   return {grad_src, grad_flow, grad_target, grad_mask};
 }

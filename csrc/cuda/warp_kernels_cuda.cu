@@ -58,43 +58,18 @@ __device__ __forceinline__ Sample<acc_t> thread_sample(const Strided4<const scal
                                                        int64_t y, int64_t x, int64_t H, int64_t W, bool zeros) {
   const acc_t dx = static_cast<acc_t>(flow(b, 0, y, x));
   const acc_t dy = static_cast<acc_t>(flow(b, 1, y, x));
-  return sample_at<acc_t>(x, y, dx, dy, H, W, zeros);
+  return sample_at<acc_t>(static_cast<int32_t>(x), static_cast<int32_t>(y), dx, dy, static_cast<int32_t>(H),
+                          static_cast<int32_t>(W), zeros);
 }
 
+// Scatters g into the four corners of one plane of the acc_t gradient buffer.
 template <typename acc_t, typename index_t>
-struct AtomicPlane {
-  Plane<acc_t, index_t> plane;
-  __device__ __forceinline__ void operator()(int64_t y, int64_t x, acc_t v) const {
-    atomicAdd(&plane.at(y, x), v);
-  }
-};
-
-bool fits_int32(const Tensor& t) {
-  int64_t max_offset = 0;
-  for (int64_t d = 0; d < t.dim(); ++d) {
-    if (t.size(d) == 0) return true;
-    max_offset += (t.size(d) - 1) * std::abs(t.stride(d));
-  }
-  return max_offset < std::numeric_limits<int32_t>::max() && t.numel() < std::numeric_limits<int32_t>::max();
-}
-
-template <typename... Ts>
-bool all_fit_int32(const Ts&... ts) {
-  return (fits_int32(ts) && ...);
+__device__ __forceinline__ void atomic_scatter(acc_t* plane, const Sample<acc_t>& s,
+                                               const CornerOffsets<index_t>& o, acc_t g) {
+  scatter_corners(s.x, s.y, o, g, [plane](index_t offset, acc_t v) { atomicAdd(plane + offset, v); });
 }
 
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
-
-// Runs body.template operator()<index_t>() with index_t = int32_t when every tensor fits, else int64_t.
-#define V2V_DISPATCH_INDEX(use_int32, ...) \
-  [&] {                                    \
-    if (use_int32) {                       \
-      using index_t = int32_t;             \
-      return __VA_ARGS__();                \
-    }                                      \
-    using index_t = int64_t;               \
-    return __VA_ARGS__();                  \
-  }()
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
@@ -106,8 +81,9 @@ __global__ void flow_warp_forward_kernel(int64_t n_pixels, int64_t C, int64_t H,
   int64_t b, y, x;
   if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
   const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  const auto off = corner_offsets(s, img.sy, img.sx);
   for (int64_t c = 0; c < C; ++c) {
-    const acc_t v = s.valid ? interpolate(read_corners(img.plane(b, c), s), s) : device_nan<acc_t>();
+    const acc_t v = s.valid ? interpolate(read_corners<acc_t>(img.plane(b, c), off), s.x, s.y) : device_nan<acc_t>();
     out(b, c, y, x) = static_cast<scalar_t>(v);
   }
 }
@@ -125,13 +101,15 @@ __global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H
   const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
   acc_t gx = 0, gy = 0;
   if (s.valid) {
+    const auto off_img = corner_offsets(s, img.sy, img.sx);
+    const auto off_grad = corner_offsets(s, grad_img.sy, grad_img.sx);
     for (int64_t c = 0; c < C; ++c) {
       const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
-      if (need_img) scatter_corners(s, g, AtomicPlane<acc_t, index_t>{grad_img.plane(b, c)});
+      if (need_img) atomic_scatter(grad_img.plane(b, c), s, off_grad, g);
       if (need_flow) {
-        const Corners<acc_t> k = read_corners(img.plane(b, c), s);
-        gx += g * interpolate_dx(k, s);
-        gy += g * interpolate_dy(k, s);
+        const Corners<acc_t> k = read_corners<acc_t>(img.plane(b, c), off_img);
+        gx += g * interpolate_dx(k, s.x, s.y);
+        gy += g * interpolate_dy(k, s.x, s.y);
       }
     }
   }
@@ -215,8 +193,9 @@ __global__ void warp_blend_forward_kernel(int64_t n_pixels, int64_t C, int64_t H
   if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
   const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
   const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
+  const auto off = corner_offsets(s, prev.sy, prev.sx);
   for (int64_t c = 0; c < C; ++c) {
-    const acc_t warped = s.valid ? interpolate(read_corners(prev.plane(b, c), s), s) : device_nan<acc_t>();
+    const acc_t warped = s.valid ? interpolate(read_corners<acc_t>(prev.plane(b, c), off), s.x, s.y) : device_nan<acc_t>();
     out(b, c, y, x) = static_cast<scalar_t>(static_cast<acc_t>(raw(b, c, y, x)) * w + warped * (acc_t(1) - w));
   }
 }
@@ -236,19 +215,21 @@ __global__ void warp_blend_backward_kernel(int64_t n_pixels, int64_t C, int64_t 
   const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
   const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
   const bool need_warped = need_flow || need_weight;
+  const auto off_prev = corner_offsets(s, prev.sy, prev.sx);
+  const auto off_grad = corner_offsets(s, grad_prev.sy, grad_prev.sx);
   acc_t gx = 0, gy = 0, gw = 0;
   for (int64_t c = 0; c < C; ++c) {
     const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
     if (need_raw) grad_raw(b, c, y, x) = static_cast<scalar_t>(g * w);
     const acc_t gp = g * (acc_t(1) - w);
-    if (need_prev && s.valid) scatter_corners(s, gp, AtomicPlane<acc_t, index_t>{grad_prev.plane(b, c)});
+    if (need_prev && s.valid) atomic_scatter(grad_prev.plane(b, c), s, off_grad, gp);
     if (!need_warped) continue;
     acc_t warped = device_nan<acc_t>();
     if (s.valid) {
-      const Corners<acc_t> k = read_corners(prev.plane(b, c), s);
-      warped = interpolate(k, s);
-      gx += gp * interpolate_dx(k, s);
-      gy += gp * interpolate_dy(k, s);
+      const Corners<acc_t> k = read_corners<acc_t>(prev.plane(b, c), off_prev);
+      warped = interpolate(k, s.x, s.y);
+      gx += gp * interpolate_dx(k, s.x, s.y);
+      gy += gp * interpolate_dy(k, s.x, s.y);
     }
     gw += g * (static_cast<acc_t>(raw(b, c, y, x)) - warped);
   }
@@ -341,8 +322,9 @@ __global__ void masked_warp_l1_forward_kernel(int64_t n_pixels, int64_t C, int64
   int64_t b, y, x;
   if (pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) {
     const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+      const auto off = corner_offsets(s, src.sy, src.sx);
     for (int64_t c = 0; c < C; ++c) {
-      const acc_t warped = s.valid ? interpolate(read_corners(src.plane(b, c), s), s) : device_nan<acc_t>();
+      const acc_t warped = s.valid ? interpolate(read_corners<acc_t>(src.plane(b, c), off), s.x, s.y) : device_nan<acc_t>();
       const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
       const acc_t d = warped * m - static_cast<acc_t>(target(b, c, y, x)) * m;
       sum += d < acc_t(0) ? -d : d;
@@ -374,13 +356,15 @@ __global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int6
   if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
   const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
   const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
+  const auto off_src = corner_offsets(s, src.sy, src.sx);
+  const auto off_grad = corner_offsets(s, grad_src.sy, grad_src.sx);
   acc_t gx = 0, gy = 0, gm_sum = 0;
   for (int64_t c = 0; c < C; ++c) {
     Corners<acc_t> k{};
     acc_t warped = device_nan<acc_t>();
     if (s.valid) {
-      k = read_corners(src.plane(b, c), s);
-      warped = interpolate(k, s);
+      k = read_corners<acc_t>(src.plane(b, c), off_src);
+      warped = interpolate(k, s.x, s.y);
     }
     const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
     const acc_t t = static_cast<acc_t>(target(b, c, y, x));
@@ -395,10 +379,10 @@ __global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int6
       }
     }
     if (s.valid) {
-      if (need_src) scatter_corners(s, sg * m, AtomicPlane<acc_t, index_t>{grad_src.plane(b, c)});
+      if (need_src) atomic_scatter(grad_src.plane(b, c), s, off_grad, sg * m);
       if (need_flow) {
-        gx += sg * m * interpolate_dx(k, s);
-        gy += sg * m * interpolate_dy(k, s);
+        gx += sg * m * interpolate_dx(k, s.x, s.y);
+        gy += sg * m * interpolate_dy(k, s.x, s.y);
       }
     }
   }
