@@ -70,6 +70,19 @@ void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like
   check_same_layout(mask, name, like, "the image", mask.size(1));
 }
 
+void check_warp_blend(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw, const at::Tensor& weight) {
+  check_image_and_flow(prev, flow, "prev");
+  check_same_layout(raw, "raw", prev, "prev", 0);
+  check_mask(weight, "weight", prev, /*per_channel_ok=*/false);
+}
+
+void check_masked_warp_l1(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,
+                          const at::Tensor& mask) {
+  check_image_and_flow(src, flow, "src");
+  check_same_layout(target, "target", src, "src", 0);
+  check_mask(mask, "mask", src, /*per_channel_ok=*/true);
+}
+
 }  // namespace vid2vid_fast
 
 TORCH_LIBRARY(vid2vid_fast, m) {

@@ -26,6 +26,10 @@ void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& 
                        int64_t channels);
 // Checks a mask or weight: (B, 1, H, W), or (B, C, H, W) when per_channel_ok.
 void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like, bool per_channel_ok);
+// All the inputs of an op.
+void check_warp_blend(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw, const at::Tensor& weight);
+void check_masked_warp_l1(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,
+                          const at::Tensor& mask);
 
 template <typename scalar_t, typename index_t>
 Strided4<scalar_t, index_t> strided4(const at::Tensor& t) {

@@ -2,26 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .ops import (  # noqa: E402
-    FlowWarp,
-    MaskedWarpL1Loss,
-    Resample2d,
-    WarpBlend,
-    available_backends,
-    flow_warp,
-    masked_warp_l1,
-    resample2d,
-    warp_blend,
-)
+from . import ops  # noqa: E402
+from .ops import *  # noqa: E402,F401,F403  (the op API, re-exported at the top level)
 
-__all__ = [
-    "FlowWarp",
-    "MaskedWarpL1Loss",
-    "Resample2d",
-    "WarpBlend",
-    "available_backends",
-    "flow_warp",
-    "masked_warp_l1",
-    "resample2d",
-    "warp_blend",
-]
+__all__ = list(ops.__all__)

@@ -66,14 +66,11 @@ struct RowSamples {
     grad_offsets_differ = with_grads && (gsy != sy || gsx != sx);
     // Constant flags inside the loop, so that no control flow is left to stop vectorization.
     if (zeros) {
-      with_grads ? fill_row<true, true>(flow, b, y, H, sy, sx) : fill_row<true, false>(flow, b, y, H, sy, sx);
+      with_grads ? fill_row<true, true>(flow, b, y, H, sy, sx, off) : fill_row<true, false>(flow, b, y, H, sy, sx, off);
+      if (grad_offsets_differ) fill_row<true, false>(flow, b, y, H, gsy, gsx, off_grad);
     } else {
-      with_grads ? fill_row<false, true>(flow, b, y, H, sy, sx) : fill_row<false, false>(flow, b, y, H, sy, sx);
-    }
-    if (grad_offsets_differ) {
-      with_grads = false;  // only the offsets are wanted from this second pass
-      zeros ? fill_offsets<true>(flow, b, y, H, gsy, gsx) : fill_offsets<false>(flow, b, y, H, gsy, gsx);
-      with_grads = true;
+      with_grads ? fill_row<false, true>(flow, b, y, H, sy, sx, off) : fill_row<false, false>(flow, b, y, H, sy, sx, off);
+      if (grad_offsets_differ) fill_row<false, false>(flow, b, y, H, gsy, gsx, off_grad);
     }
   }
 
@@ -128,13 +125,14 @@ struct RowSamples {
   std::vector<acc_t> sums;
 
  private:
+  // Fills `offsets` (for strides sy, sx), the weights and validity, and with kGrads the derivatives.
   template <bool kZeros, bool kGrads, typename scalar_t>
   void fill_row(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, index_t sy,
-                index_t sx) {
+                index_t sx, std::array<std::vector<index_t>, 4>& offsets) {
     // Plain pointers: through the vectors, the compiler would reload their data pointers after every store.
     const scalar_t* dx = &flow(b, 0, y, 0);
     const scalar_t* dy = &flow(b, 1, y, 0);
-    index_t *o00 = off[0].data(), *o01 = off[1].data(), *o10 = off[2].data(), *o11 = off[3].data();
+    index_t *o00 = offsets[0].data(), *o01 = offsets[1].data(), *o10 = offsets[2].data(), *o11 = offsets[3].data();
     acc_t *wx0 = weight[0].data(), *wx1 = weight[1].data(), *wy0 = weight[2].data(), *wy1 = weight[3].data();
     acc_t *dx0 = nullptr, *dx1 = nullptr, *dy0 = nullptr, *dy1 = nullptr;
     if (kGrads) dx0 = deriv[0].data(), dx1 = deriv[1].data(), dy0 = deriv[2].data(), dy1 = deriv[3].data();
@@ -151,23 +149,6 @@ struct RowSamples {
       wx0[x] = s.x.w0, wx1[x] = s.x.w1, wy0[x] = s.y.w0, wy1[x] = s.y.w1;
       ok[x] = s.valid;
       if (kGrads) dx0[x] = s.x.d0, dx1[x] = s.x.d1, dy0[x] = s.y.d0, dy1[x] = s.y.d1;
-    }
-  }
-
-  template <bool kZeros, typename scalar_t>
-  void fill_offsets(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, index_t sy,
-                    index_t sx) {
-    const scalar_t* dx = &flow(b, 0, y, 0);
-    const scalar_t* dy = &flow(b, 1, y, 0);
-    index_t *o00 = off_grad[0].data(), *o01 = off_grad[1].data(), *o10 = off_grad[2].data(), *o11 = off_grad[3].data();
-    const index_t fsx = flow.sx;
-    const int32_t width = static_cast<int32_t>(W), height = static_cast<int32_t>(H), row = static_cast<int32_t>(y);
-    V2V_IVDEP
-    for (int32_t x = 0; x < width; ++x) {
-      const Sample<acc_t> s = sample_at<acc_t>(x, row, static_cast<acc_t>(dx[x * fsx]), static_cast<acc_t>(dy[x * fsx]),
-                                               height, width, kZeros);
-      const CornerOffsets<index_t> o = corner_offsets(s, sy, sx);
-      o00[x] = o.o00, o01[x] = o.o01, o10[x] = o.o10, o11[x] = o.o11;
     }
   }
 };
@@ -312,12 +293,6 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
 
 // --------------------------------------------------------------------------------------------- warp_blend
 
-void check_warp_blend(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight) {
-  check_image_and_flow(prev, flow, "prev");
-  check_same_layout(raw, "raw", prev, "prev", 0);
-  check_mask(weight, "weight", prev, /*per_channel_ok=*/false);
-}
-
 Tensor warp_blend_cpu(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
                       const std::string& padding_mode) {
   check_warp_blend(prev, flow, raw, weight);
@@ -425,12 +400,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
 }
 
 // ----------------------------------------------------------------------------------------- masked_warp_l1
-
-void check_masked_warp_l1(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask) {
-  check_image_and_flow(src, flow, "src");
-  check_same_layout(target, "target", src, "src", 0);
-  check_mask(mask, "mask", src, /*per_channel_ok=*/true);
-}
 
 // Rows per partial sum of the loss. Fixed, not derived from the thread count, so the summation order
 // (and so the bits of the result) is the same on every machine.

@@ -240,12 +240,6 @@ __global__ void warp_blend_backward_kernel(int64_t n_pixels, int64_t C, int64_t 
   if (need_weight) grad_weight(b, 0, y, x) = static_cast<scalar_t>(gw);
 }
 
-void check_warp_blend(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight) {
-  check_image_and_flow(prev, flow, "prev");
-  check_same_layout(raw, "raw", prev, "prev", 0);
-  check_mask(weight, "weight", prev, /*per_channel_ok=*/false);
-}
-
 Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
                        const std::string& padding_mode) {
   check_warp_blend(prev, flow, raw, weight);
@@ -391,12 +385,6 @@ __global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int6
     grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
   }
   if (need_mask && !mask_per_channel) grad_mask(b, 0, y, x) = static_cast<scalar_t>(gm_sum);
-}
-
-void check_masked_warp_l1(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask) {
-  check_image_and_flow(src, flow, "src");
-  check_same_layout(target, "target", src, "src", 0);
-  check_mask(mask, "mask", src, /*per_channel_ok=*/true);
 }
 
 Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
