@@ -189,8 +189,8 @@ void for_each_backward_row(const Tensor& flow, int64_t C, bool zeros, index_t sy
   if (grad.defined()) {
     for (int64_t k = 1; k < chunks; ++k) buffers.push_back(at::zeros_like(grad));
   }
-  const index_t gsy = grad.defined() ? static_cast<index_t>(grad.stride(2)) : 0;
-  const index_t gsx = grad.defined() ? static_cast<index_t>(grad.stride(3)) : 0;
+  const index_t gsy = grad.defined() ? static_cast<index_t>(grad.stride(2)) : sy;
+  const index_t gsx = grad.defined() ? static_cast<index_t>(grad.stride(3)) : sx;
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     RowSamples<acc_t, index_t> rs(W, true);
     for (int64_t k = begin; k < end; ++k) {
