@@ -11,8 +11,8 @@ from cases import (
     assert_close_to_reference,
     backend_params,
     device_of,
+    compiled_backend_params,
     run_with_grads,
-    skip_low_precision_reference,
 )
 
 SHAPES = [
@@ -46,7 +46,7 @@ def check_op(op, backend, shape, dtype, layout, padding_mode, seed):
     device = device_of(backend)
     inputs = make_inputs(shape, dtype, device, layout)
     out, grads = run_with_grads(fn, inputs, padding_mode, backend=backend)
-    ref_out, ref_grads = run_with_grads(ref, [t.to(torch.float64) for t in inputs], padding_mode)
+    ref_out, ref_grads = run_with_grads(ref, [t.to(torch.float64) for t in inputs], padding_mode, grad_dtype=dtype)
     assert out.dtype == dtype and out.device.type == device
     assert_close_to_reference(out, ref_out, dtype, f"{op} output")
     names = ["input", "flow", "third input", "fourth input"]
@@ -56,25 +56,29 @@ def check_op(op, backend, shape, dtype, layout, padding_mode, seed):
 
 
 @pytest.mark.usefixtures("poisoned_allocations")
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", compiled_backend_params())
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_matches_reference(op, backend, shape, dtype, padding_mode):
-    if backend == "reference" and dtype != torch.float64 and shape != SHAPES[0]:
-        pytest.skip("the reference against itself is checked once per dtype")
-    skip_low_precision_reference(backend, dtype)
-    check_op(op, backend, shape, dtype, "contiguous", padding_mode, seed=hash(shape) % 1000)
+    check_op(op, backend, shape, dtype, "contiguous", padding_mode, seed=sum(shape))
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+@pytest.mark.parametrize("shape", SHAPES[:4], ids=lambda s: "x".join(map(str, s)))
+def test_reference_in_float32(op, shape, padding_mode):
+    """The reference itself in float32 (the benchmarks' baseline) against its float64 run."""
+    check_op(op, "reference", shape, torch.float32, "contiguous", padding_mode, seed=sum(shape))
 
 
 @pytest.mark.usefixtures("poisoned_allocations")
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", compiled_backend_params())
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_layouts(op, backend, layout, dtype):
-    skip_low_precision_reference(backend, dtype)
     check_op(op, backend, (2, 4, 11, 14), dtype, layout, "border", seed=7)
 
 
@@ -88,7 +92,7 @@ def test_gradcheck(op, backend, padding_mode):
     assert torch.autograd.gradcheck(lambda *xs: fn(*xs, padding_mode, backend=backend), inputs)
 
 
-@pytest.mark.parametrize("backend", backend_params()[1:])
+@pytest.mark.parametrize("backend", compiled_backend_params())
 @pytest.mark.parametrize("op", OPS)
 def test_outputs_keep_input_layout(op, backend):
     """channels_last in, channels_last out, with no hidden conversion (the reference, grid_sample, does not

@@ -5,16 +5,14 @@ import torch
 import torch.nn.functional as F
 
 import vid2vid_fast as v2v
-from cases import OPS, backend_params, device_of, make_flow
+from cases import OPS, compiled_backend_params, device_of, make_flow
 
 pytestmark = pytest.mark.skipif(
     "cpu" not in v2v.available_backends("cpu"), reason="the compiled extension is not built"
 )
 
-OP_NAMES = {"flow_warp": "flow_warp", "warp_blend": "warp_blend", "masked_warp_l1": "masked_warp_l1"}
 
-
-@pytest.mark.parametrize("backend", backend_params()[1:])
+@pytest.mark.parametrize("backend", compiled_backend_params())
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
