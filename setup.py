@@ -19,9 +19,11 @@ DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # -fno-trapping-math lets the compiler vectorize the branch-free sampling math (warp_math.h).
+    # -fstrict-aliasing undoes Python's -fno-strict-aliasing, under which every float store in a kernel
+    # loop forces the reload of every pointer and index around it.
     # -fopenmp: at::parallel_for is an OpenMP pragma inlined from torch's headers; without the flag the
     # CPU kernels silently run on one thread. The library links the libgomp torch has already loaded.
-    cxx_flags = ["-O3", "-fno-trapping-math", "-fopenmp"]
+    cxx_flags = ["-O3", "-fno-trapping-math", "-fstrict-aliasing", "-fopenmp"]
     link_flags = ["-fopenmp"]
     with_cuda = CUDA_HOME is not None and os.environ.get("VID2VID_FAST_CPU_ONLY", "0") != "1"
     if not with_cuda:

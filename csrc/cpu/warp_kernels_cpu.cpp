@@ -36,6 +36,14 @@ constexpr int64_t kGrainElements = 16384;
 #define V2V_IVDEP
 #endif
 
+#if defined(__GNUC__)
+#define V2V_ALWAYS_INLINE inline __attribute__((always_inline))
+#define V2V_NOINLINE __attribute__((noinline))
+#else
+#define V2V_ALWAYS_INLINE inline
+#define V2V_NOINLINE
+#endif
+
 template <typename acc_t>
 acc_t quiet_nan() {
   return std::numeric_limits<acc_t>::quiet_NaN();
@@ -95,10 +103,6 @@ struct RowSamples {
       return valid[x] ? interpolate(read_corners<acc_t>(plane, offsets(x)), x_weights(x), y_weights(x))
                       : quiet_nan<acc_t>();
     }
-    // Adds g times the bilinear weights of pixel x into one gradient plane.
-    void scatter(acc_t* plane, int64_t x, acc_t g) const {
-      scatter_corners(x_weights(x), y_weights(x), grad_offsets(x), g, [plane](index_t o, acc_t v) { plane[o] += v; });
-    }
   };
 
   View view() const {
@@ -126,8 +130,9 @@ struct RowSamples {
 
  private:
   // Fills `offsets` (for strides sy, sx), the weights and validity, and with kGrads the derivatives.
+  // Kept out of line: inlined into a kernel's large loop nest, GCC stops vectorizing it.
   template <bool kZeros, bool kGrads, typename scalar_t>
-  void fill_row(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, index_t sy,
+  V2V_NOINLINE void fill_row(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t H, index_t sy,
                 index_t sx, std::array<std::vector<index_t>, 4>& offsets) {
     // Plain pointers: through the vectors, the compiler would reload their data pointers after every store.
     const scalar_t* dx = &flow(b, 0, y, 0);
@@ -152,6 +157,13 @@ struct RowSamples {
     }
   }
 };
+
+// Adds g times the bilinear weights of a sample (axes sx, sy; corners at offsets o) into a gradient plane.
+template <typename acc_t, typename index_t>
+V2V_ALWAYS_INLINE void scatter_sample(acc_t* plane, const CornerOffsets<index_t>& o, const AxisSample<acc_t>& sx,
+                                      const AxisSample<acc_t>& sy, acc_t g) {
+  scatter_corners(sx, sy, o, g, [plane](index_t offset, acc_t v) { plane[offset] += v; });
+}
 
 // Rows of (batch, y) that a chunk should get at least, so small images do not pay for thread wake-ups.
 int64_t min_rows_per_chunk(int64_t W, int64_t C) {
@@ -267,15 +279,19 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
             for (int64_t c = 0; c < C; ++c) {
               const scalar_t* src = in.plane(b, c);
               const scalar_t* g_row = &go(b, c, y, 0);
-              acc_t* g_plane = mask[0] ? scatter + b * gsn + c * gsc : nullptr;
+              acc_t* to_img = mask[0] ? scatter + b * gsn + c * gsc : nullptr;
               for (int64_t x = 0; x < W; ++x) {
                 if (!rs.valid[x]) continue;  // a NaN-flow pixel sends no gradient anywhere
+                // Everything the pixel needs is loaded before the first store, which the compiler must
+                // otherwise assume could change it (-fno-strict-aliasing).
+                const AxisSample<acc_t> ax = rs.x_axis(x), ay = rs.y_axis(x);
+                const CornerOffsets<index_t> off = rs.offsets(x);
                 const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
-                if (mask[0]) rs.scatter(g_plane, x, g);
+                if (mask[0]) scatter_sample(to_img, rs.grad_offsets(x), ax, ay, g);
                 if (mask[1]) {
-                  const Corners<acc_t> k = read_corners<acc_t>(src, rs.offsets(x));
-                  gx[x] += g * interpolate_dx(k, rs.x_axis(x), rs.y_axis(x));
-                  gy[x] += g * interpolate_dy(k, rs.x_axis(x), rs.y_axis(x));
+                  const Corners<acc_t> k = read_corners<acc_t>(src, off);
+                  gx[x] += g * interpolate_dx(k, ax, ay);
+                  gy[x] += g * interpolate_dy(k, ax, ay);
                 }
               }
             }
@@ -366,23 +382,27 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
               const scalar_t* g_row = &go(b, c, y, 0);
               const scalar_t* r_row = &rw(b, c, y, 0);
               scalar_t* gr_row = &gr(b, c, y, 0);
-              acc_t* g_plane = mask[0] ? scatter + b * gsn + c * gsc : nullptr;
+              acc_t* to_prev = mask[0] ? scatter + b * gsn + c * gsc : nullptr;
               for (int64_t x = 0; x < W; ++x) {
+                // Everything the pixel needs is loaded before the first store (see flow_warp_backward_cpu).
+                const AxisSample<acc_t> ax = rs.x_axis(x), ay = rs.y_axis(x);
+                const CornerOffsets<index_t> off = rs.offsets(x), goff = rs.grad_offsets(x);
+                const acc_t r = static_cast<acc_t>(r_row[x * rw.sx]);
                 const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
                 const acc_t w = static_cast<acc_t>(w_row[x * wt.sx]);
                 const acc_t g_prev = g * (acc_t(1) - w);
                 if (mask[2]) gr_row[x * gr.sx] = static_cast<scalar_t>(g * w);
                 if (!rs.valid[x]) {
                   // A NaN-flow pixel: its warped value is NaN, and it sends no gradient to prev or flow.
-                  gw_sum[x] += g * (static_cast<acc_t>(r_row[x * rw.sx]) - quiet_nan<acc_t>());
+                  gw_sum[x] += g * (r - quiet_nan<acc_t>());
                   continue;
                 }
-                if (mask[0]) rs.scatter(g_plane, x, g_prev);
+                if (mask[0]) scatter_sample(to_prev, goff, ax, ay, g_prev);
                 if (!need_warped) continue;
-                const Corners<acc_t> k = read_corners<acc_t>(src, rs.offsets(x));
-                gx[x] += g_prev * interpolate_dx(k, rs.x_axis(x), rs.y_axis(x));
-                gy[x] += g_prev * interpolate_dy(k, rs.x_axis(x), rs.y_axis(x));
-                gw_sum[x] += g * (static_cast<acc_t>(r_row[x * rw.sx]) - interpolate(k, rs.x_weights(x), rs.y_weights(x)));
+                const Corners<acc_t> k = read_corners<acc_t>(src, off);
+                gx[x] += g_prev * interpolate_dx(k, ax, ay);
+                gy[x] += g_prev * interpolate_dy(k, ax, ay);
+                gw_sum[x] += g * (r - interpolate(k, ax, ay));
               }
             }
             for (int64_t x = 0; x < W; ++x) {
@@ -493,11 +513,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
               const scalar_t* plane = sv.plane(b, c);
               const scalar_t* t_row = &tg(b, c, y, 0);
               const scalar_t* m_row = &mk(b, c, y, 0);
-              acc_t* g_plane = need[0] ? scatter + b * gsn + c * gsc : nullptr;
+              acc_t* to_src = need[0] ? scatter + b * gsn + c * gsc : nullptr;
               for (int64_t x = 0; x < W; ++x) {
+                // Everything the pixel needs is loaded before the first store (see flow_warp_backward_cpu).
                 const bool valid = rs.valid[x];
+                const AxisSample<acc_t> ax = rs.x_axis(x), ay = rs.y_axis(x);
+                const CornerOffsets<index_t> goff = rs.grad_offsets(x);
                 const Corners<acc_t> k = read_corners<acc_t>(plane, rs.offsets(x));
-                const acc_t warped = valid ? interpolate(k, rs.x_weights(x), rs.y_weights(x)) : quiet_nan<acc_t>();
+                const acc_t warped = valid ? interpolate(k, ax, ay) : quiet_nan<acc_t>();
                 const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
                 const acc_t t = static_cast<acc_t>(t_row[x * tg.sx]);
                 // d loss / d warped, before the mask: sign(warped * m - t * m) / numel * grad_out.
@@ -512,9 +535,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
                   }
                 }
                 if (!valid) continue;
-                if (need[0]) rs.scatter(g_plane, x, sg * m);
-                gx[x] += sg * m * interpolate_dx(k, rs.x_axis(x), rs.y_axis(x));
-                gy[x] += sg * m * interpolate_dy(k, rs.x_axis(x), rs.y_axis(x));
+                if (need[0]) scatter_sample(to_src, goff, ax, ay, sg * m);
+                gx[x] += sg * m * interpolate_dx(k, ax, ay);
+                gy[x] += sg * m * interpolate_dy(k, ax, ay);
               }
             }
             for (int64_t x = 0; x < W; ++x) {

@@ -34,7 +34,7 @@ def _jit_build():
     cpp_extension.load(
         name="vid2vid_fast_C",
         sources=sources,
-        extra_cflags=["-O3", "-fno-trapping-math", "-fopenmp"],
+        extra_cflags=["-O3", "-fno-trapping-math", "-fstrict-aliasing", "-fopenmp"],
         extra_ldflags=["-fopenmp"],
         extra_cuda_cflags=["-O3", "-lineinfo"],
         is_python_module=False,
