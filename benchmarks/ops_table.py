@@ -1,0 +1,234 @@
+"""Times each fused op against the eager grid_sample chain, side by side, and writes a Markdown table.
+
+    python benchmarks/ops_table.py [--quick] [--device cpu|cuda] [--repeats N] [--warmup N] [--out DIR]
+
+For every op, shape and pass (forward, forward + backward) of op_cases.py, the reference chain and the fused op
+run alternately, one repetition each in turn, so that a change in machine load affects both; each time is the
+median of the repetitions after the warm-up. Threads are torch's default. The table is printed and written,
+with the raw times as JSON and a bar chart of the speedups as PNG (when matplotlib is installed), to
+{out}/{device}-{cpu or gpu name}-{date}.{md,json,png}.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import vid2vid_fast as v2v
+from op_cases import OPS, PASSES, SHAPES, make_inputs, make_step, shape_name
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device):
+    info = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+        # Other work on the machine slows both columns unevenly (OpenMP threads wait for busy cores).
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def timer(device):
+    """A function that runs step once and returns its time in milliseconds."""
+    if device == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def time_cuda(step):
+            start.record()
+            step()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end)
+        return time_cuda
+
+    def time_cpu(step):
+        begin = time.perf_counter()
+        step()
+        return (time.perf_counter() - begin) * 1e3
+    return time_cpu
+
+
+def check_agreement(op, shape, inputs, backend):
+    """A speedup of wrong results means nothing: the two forward outputs must agree to float32 rounding."""
+    eager, fused = OPS[op]
+    with torch.no_grad():
+        want, got = eager(*inputs), fused(*inputs, backend=backend)
+    error = ((got - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+    if not error <= 1e-4:
+        sys.exit(f"error: {op} {shape_name(shape)}: fused and reference outputs differ (relative error {error:.3g})")
+
+
+def time_case(op, shape, pass_, device, repeats, warmup):
+    inputs = make_inputs(op, shape, device)
+    if pass_ == PASSES[0]:
+        check_agreement(op, shape, inputs, device)
+    steps = {impl: make_step(op, impl, pass_, inputs, backend=device) for impl in ("reference", "fused")}
+    measure = timer(device)
+    for _ in range(warmup):
+        for step in steps.values():
+            measure(step)
+    times = {"reference": [], "fused": []}
+    for i in range(repeats):
+        order = ("reference", "fused") if i % 2 == 0 else ("fused", "reference")
+        for impl in order:
+            times[impl].append(measure(steps[impl]))
+    reference_ms, fused_ms = statistics.median(times["reference"]), statistics.median(times["fused"])
+    return {
+        "op": op,
+        "shape": list(shape),
+        "pass": pass_,
+        "reference_ms": reference_ms,
+        "fused_ms": fused_ms,
+        "speedup": reference_ms / fused_ms,
+        "reference_ms_all": times["reference"],
+        "fused_ms_all": times["fused"],
+    }
+
+
+def markdown(report):
+    m = report["machine"]
+    hardware = f"{m['gpu']} (CUDA {m['cuda']}), host CPU {m['cpu']}" if "gpu" in m else m["cpu"]
+    lines = [
+        f"# vid2vid_fast: fused ops vs the eager grid_sample chain ({report['device']})",
+        "",
+        f"- date: {report['date']}",
+        f"- machine: {hardware}; {m['cores']} cores, {m['threads']} torch threads; torch {m['torch']}, "
+        f"Python {m['python']}; load average {m['load_average']} at the start",
+        f"- method: median of {report['repeats']} repetitions after {report['warmup']} warm-up, reference and "
+        "fused alternating; float32, flows randn * 3 pixels, border padding; fwd+bwd computes the gradients of "
+        "every input",
+        "- reference: `reference.grid_sample_warp` plus the blend / loss arithmetic in eager PyTorch; fused: "
+        f"`backend=\"{report['device']}\"`",
+        "",
+        "| op | shape | pass | reference ms | fused ms | speedup × |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['op']} | {shape_name(r['shape'])} | {r['pass']} | {r['reference_ms']:.3f} | "
+            f"{r['fused_ms']:.3f} | {r['speedup']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path, write):
+    """Calls write(file) on a temporary file beside path, then renames it to path: never a half-written file."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(temporary, 0o644)  # mkstemp makes it private
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def plot(report, path):
+    """A bar chart of the speedups, or None (and a note) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed, so no chart was drawn (pip install matplotlib)")
+        return None
+    results = report["results"]
+    labels = [f"{r['op']} {shape_name(r['shape'])} {r['pass']}" for r in results]
+    speedups = [r["speedup"] for r in results]
+    colors = ["tab:blue" if r["pass"] == "fwd" else "tab:orange" for r in results]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(results) + 1.2))
+    ax.barh(range(len(results)), speedups, color=colors)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(results)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("speedup over the eager grid_sample chain (×, higher is better)")
+    ax.set_title(f"vid2vid_fast fused ops, {report['device']}, {report['date']}", fontsize=10)
+    fig.tight_layout()
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+    return path
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (5 after 1 warm-up)")
+    parser.add_argument("--repeats", type=int, help="timed repetitions per case (default 50, --quick 5)")
+    parser.add_argument("--warmup", type=int, help="untimed repetitions first (default 5, --quick 1)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results folder (default {RESULTS_DIR})")
+    args = parser.parse_args()
+    repeats = args.repeats or (5 if args.quick else 50)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 5)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda needs a CUDA GPU, and torch sees none")
+    if args.device not in v2v.available_backends(args.device):
+        sys.exit(f"error: the extension has no {args.device} kernels to time (available: "
+                 f"{v2v.available_backends(args.device)}); build it with scripts/setup.sh")
+
+    now = datetime.datetime.now().astimezone()
+    report = {
+        "date": now.strftime("%Y-%m-%d %H:%M %Z"),
+        "device": args.device,
+        "machine": machine(args.device),
+        "repeats": repeats,
+        "warmup": warmup,
+        "results": [],
+    }
+    cases = [(op, shape, pass_) for op in OPS for shape in SHAPES for pass_ in PASSES]
+    print(f"timing {len(cases)} cases on {args.device}: {repeats} repetitions after {warmup} warm-up each", flush=True)
+    for i, (op, shape, pass_) in enumerate(cases, 1):
+        r = time_case(op, shape, pass_, args.device, repeats, warmup)
+        report["results"].append(r)
+        print(f"[{i:2d}/{len(cases)}] {op:15s} {shape_name(shape):12s} {pass_:8s} reference {r['reference_ms']:9.3f} ms"
+              f"  fused {r['fused_ms']:9.3f} ms  {r['speedup']:6.2f}×", flush=True)
+
+    table = markdown(report)
+    print()
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    hardware = report["machine"].get("gpu") or report["machine"]["cpu"]
+    # A --quick run gets its own name, so that it never replaces a full run of the same day.
+    stem = args.out / f"{args.device}-{slug(hardware)}-{now:%Y-%m-%d}{'-quick' if args.quick else ''}"
+    write_atomically(stem.with_suffix(".md"), lambda f: f.write(table.encode()))
+    write_atomically(stem.with_suffix(".json"), lambda f: f.write(json.dumps(report, indent=1).encode() + b"\n"))
+    written = [stem.with_suffix(".md"), stem.with_suffix(".json"), plot(report, stem.with_suffix(".png"))]
+    print("wrote " + ", ".join(str(p) for p in written if p is not None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Sets up a development environment in .venv: pinned dependencies, then the compiled extension, built in place
+# (pip install --no-build-isolation -e .). Safe to run again: it skips the dependencies when the list below is
+# unchanged, and the build when neither the sources, the build files nor the build settings changed (pip builds
+# an editable install in a new temporary folder each time, so ninja cannot skip unchanged objects itself).
+#
+# Environment (each has a default here; set it to override):
+#   PYTHON                 interpreter that creates .venv (python3)
+#   CUDA_HOME              CUDA toolkit (/usr/local/cuda when it has bin/nvcc: the nvcc on PATH may be a wrapper
+#                          script, from which torch would guess the wrong toolkit)
+#   TORCH_CUDA_ARCH_LIST   GPU architectures; under CI=true "8.0;9.0+PTX" to keep the nvcc build short,
+#                          elsewhere setup.py's broader default
+#   MAX_JOBS               parallel compile jobs (2)
+#   VID2VID_FAST_CPU_ONLY  1 builds the CPU kernels only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+REQUIREMENTS=(
+  "setuptools>=64" wheel ninja pybind11 numpy        # building the extension
+  "torch==2.14.1"
+  pytest pytest-benchmark                            # tests and benchmarks
+  "av==18.1.0" pillow opencv-python-headless scikit-video tqdm nvidia-dali-cuda130  # video data path
+)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV"
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+
+# The stamp holds the requirement list that was last installed completely.
+stamp="$VENV/.installed-requirements"
+wanted=$(printf '%s\n' "${REQUIREMENTS[@]}")
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
+  echo "==> installing dependencies (the first time: a few minutes, torch and DALI are large)"
+  "$VENV/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}"
+  printf '%s\n' "$wanted" > "$stamp"
+else
+  echo "==> dependencies already installed"
+fi
+
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDA_HOME=/usr/local/cuda
+fi
+if [ "${CI:-}" = "true" ]; then
+  export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-8.0;9.0+PTX}"
+fi
+export MAX_JOBS="${MAX_JOBS:-2}"
+
+# Ask torch which toolkit setup.py will see, so that the progress line says what is being built.
+toolkit=$("$VENV/bin/python" -c 'from torch.utils.cpp_extension import CUDA_HOME; print(CUDA_HOME or "")' 2>/dev/null)
+if [ "${VID2VID_FAST_CPU_ONLY:-0}" = "1" ]; then
+  what="CPU only: VID2VID_FAST_CPU_ONLY=1"
+elif [ -n "$toolkit" ] && [ -x "$toolkit/bin/nvcc" ]; then
+  what="CPU + CUDA, toolkit $toolkit, architectures ${TORCH_CUDA_ARCH_LIST:-setup.py default}"
+else
+  what="CPU only: no CUDA toolkit found, set CUDA_HOME to add the CUDA kernels"
+fi
+# The stamp holds a hash of everything the build depends on, written after a successful build.
+build_stamp="$VENV/.built-extension"
+build_inputs=$(
+  {
+    printf '%s\n' "$wanted" "$what" "${TORCH_CUDA_ARCH_LIST:-}"
+    find csrc setup.py pyproject.toml -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+  } | sha256sum
+)
+if compgen -G "vid2vid_fast/_C*.so" > /dev/null && [ "$(cat "$build_stamp" 2> /dev/null)" = "$build_inputs" ]; then
+  echo "==> extension up to date ($what)"
+else
+  echo "==> building the extension ($what)"
+  "$VENV/bin/python" -m pip install --quiet --no-build-isolation --no-deps -e .
+  printf '%s\n' "$build_inputs" > "$build_stamp"
+fi
+echo "==> ready: $VENV"
