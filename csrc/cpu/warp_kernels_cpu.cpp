@@ -4,10 +4,12 @@
 // into arrays, in a loop the compiler vectorizes; then each channel walks the row, which keeps the reads
 // of an NCHW plane local (a channel-inner loop would touch C planes per pixel).
 //
-// Rows are split into chunks, one per thread. The image gradient is a scatter: chunk 0 scatters into the
-// gradient itself and chunk k > 0 into a private buffer, and the buffers are added in chunk order at the
-// end. No two threads write the same memory and the order of every floating-point addition is fixed by
-// the shapes and the thread count, so the backward is race-free and bit-identical from run to run.
+// Rows are split into chunks, one per thread. The image gradient is a scatter: a chunk scatters only into
+// the batch elements its rows belong to, so chunks of whole batch elements share nothing; when the batch
+// does not divide into the chunks, chunk 0 scatters into the gradient itself and chunk k > 0 into a
+// private buffer, and the buffers are added in chunk order at the end. No two threads write the same
+// memory and the order of every floating-point addition is fixed by the shapes and the thread count, so
+// the backward is race-free and bit-identical from run to run.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -196,9 +198,12 @@ void for_each_backward_row(const Tensor& flow, int64_t C, bool zeros, index_t sy
   if (rows * W == 0) return;
   const auto fl = strided4<const scalar_t, index_t>(flow);
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / min_rows_per_chunk(W, C)));
-  const int64_t rows_per_chunk = div_up(rows, chunks);
+  // When the batch divides evenly, chunks hold whole batch elements: their scatters cannot meet, and no
+  // private buffers are needed. Otherwise rows are split evenly and chunks k > 0 scatter into private buffers.
+  const bool by_batch = B % chunks == 0;
+  const int64_t rows_per_chunk = by_batch ? (B / chunks) * H : div_up(rows, chunks);
   std::vector<Tensor> buffers{grad};
-  if (grad.defined()) {
+  if (grad.defined() && !by_batch) {
     for (int64_t k = 1; k < chunks; ++k) buffers.push_back(at::zeros_like(grad));
   }
   const index_t gsy = grad.defined() ? static_cast<index_t>(grad.stride(2)) : sy;
@@ -206,7 +211,7 @@ void for_each_backward_row(const Tensor& flow, int64_t C, bool zeros, index_t sy
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     RowSamples<acc_t, index_t> rs(W, true);
     for (int64_t k = begin; k < end; ++k) {
-      acc_t* scatter = grad.defined() ? buffers[k].data_ptr<acc_t>() : nullptr;
+      acc_t* scatter = grad.defined() ? buffers[by_batch ? 0 : k].data_ptr<acc_t>() : nullptr;
       for (int64_t row = k * rows_per_chunk; row < std::min(rows, (k + 1) * rows_per_chunk); ++row) {
         const int64_t b = row / H, y = row % H;
         rs.fill(fl, b, y, H, zeros, sy, sx, gsy, gsx);
@@ -214,7 +219,7 @@ void for_each_backward_row(const Tensor& flow, int64_t C, bool zeros, index_t sy
       }
     }
   });
-  for (int64_t k = 1; k < chunks; ++k) grad.add_(buffers[k]);
+  for (size_t k = 1; k < buffers.size(); ++k) grad.add_(buffers[k]);
 }
 
 // The image gradient is accumulated in acc_t (wider than fp16/bf16) and returned in the image's dtype.
