@@ -128,7 +128,8 @@ def markdown(report):
         f"- machine: {hardware}; {m['cores']} cores, {m['threads']} torch threads; torch {m['torch']}, "
         f"Python {m['python']}; load average {m['load_average']} at the start",
         f"- method: median of {report['repeats']} repetitions after {report['warmup']} warm-up, reference and "
-        "fused alternating; float32, flows randn * 3 pixels, border padding; fwd+bwd computes the gradients of "
+        "fused alternating; float32, smooth flows of a few pixels (op_cases.smooth_flow), border padding; "
+        "fwd+bwd computes the gradients of "
         "every input",
         "- reference: `reference.grid_sample_warp` plus the blend / loss arithmetic in eager PyTorch; fused: "
         f"`backend=\"{report['device']}\"`",

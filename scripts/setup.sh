@@ -19,7 +19,7 @@ VENV=.venv
 REQUIREMENTS=(
   "setuptools>=64" wheel ninja pybind11 numpy        # building the extension
   "torch==2.14.1"
-  pytest pytest-benchmark                            # tests and benchmarks
+  pytest pytest-benchmark matplotlib                 # tests, benchmarks and their charts
   "av==18.1.0" pillow opencv-python-headless scikit-video tqdm nvidia-dali-cuda130  # video data path
 )
 
