@@ -42,3 +42,36 @@ def test_without_extension_everything_falls_back_and_says_why():
     assert "VID2VID_FAST_NO_EXTENSION=1" in lines[1] and "pure PyTorch reference" in lines[1]
     assert lines[2] == "torch.Size([1, 3, 4, 5])"
     assert lines[3].startswith("error: backend='cpu' is unavailable")
+
+
+def test_cpu_kernels_have_one_build_per_instruction_set():
+    """The AVX2 build runs where the processor has AVX2 + FMA; the baseline build, forced with
+    VID2VID_FAST_CPU_ISA=baseline, must match the float64 reference too (it is what older processors run)."""
+    if "cpu" not in backends.EXTENSION_DEVICES:
+        import pytest
+
+        pytest.skip("the extension has no cpu kernels")
+    script = (
+        "import sys, torch\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from cases import OPS, run_with_grads, rel_error\n"
+        "print(torch.ops.vid2vid_fast.cpu_isa())\n"
+        "for name, (make_inputs, fn, ref) in OPS.items():\n"
+        "    for padding_mode in ('border', 'zeros'):\n"
+        "        torch.manual_seed(0)\n"
+        "        inputs = make_inputs((2, 3, 37, 41), torch.float32, 'cpu', 'contiguous')\n"
+        "        out, grads = run_with_grads(fn, inputs, padding_mode, backend='cpu')\n"
+        "        r_out, r_grads = run_with_grads(ref, [t.double() for t in inputs], padding_mode)\n"
+        "        errors = [rel_error(out, r_out)] + [rel_error(g, r) for g, r in zip(grads, r_grads)]\n"
+        "        print(name, padding_mode, max(errors))\n"
+    )
+    env = dict(os.environ, VID2VID_FAST_CPU_ISA="baseline")
+    here = os.path.dirname(os.path.abspath(__file__))
+    lines = subprocess.run(
+        [sys.executable, "-c", script, here], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert lines[0] == "baseline"
+    assert len(lines) == 7
+    for line in lines[1:]:
+        assert float(line.split()[-1]) <= 1e-5, line
+    assert torch.ops.vid2vid_fast.cpu_isa() in ("avx2", "baseline")

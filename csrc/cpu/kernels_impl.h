@@ -10,19 +10,26 @@
 // private buffer, and the buffers are added in chunk order at the end. No two threads write the same
 // memory and the order of every floating-point addition is fixed by the shapes and the thread count, so
 // the backward is race-free and bit-identical from run to run.
+//
+// This file is compiled twice (kernels_baseline.cpp, kernels_avx2.cpp), into the namespace V2V_CPU_ISA;
+// register_cpu.cpp picks the build the processor can run.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros_like.h>
-#include <torch/library.h>
 
 #include <limits>
 #include <vector>
 
 #include "../ops.h"
 
+#ifndef V2V_CPU_ISA
+#error "define V2V_CPU_ISA (the namespace of this build of the kernels) before including kernels_impl.h"
+#endif
+
 namespace vid2vid_fast {
+namespace V2V_CPU_ISA {
 namespace {
 
 using at::Tensor;
@@ -229,6 +236,8 @@ Tensor finish_grad(const Tensor& acc_grad, const Tensor& like) {
 
 #define V2V_DISPATCH_CPU(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
@@ -559,15 +568,5 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
   return {grad_src, grad_flow, grad_target, grad_mask};
 }
 
-}  // namespace
-
-TORCH_LIBRARY_IMPL(vid2vid_fast, CPU, m) {
-  m.impl("flow_warp", &flow_warp_cpu);
-  m.impl("flow_warp_backward", &flow_warp_backward_cpu);
-  m.impl("warp_blend", &warp_blend_cpu);
-  m.impl("warp_blend_backward", &warp_blend_backward_cpu);
-  m.impl("masked_warp_l1", &masked_warp_l1_cpu);
-  m.impl("masked_warp_l1_backward", &masked_warp_l1_backward_cpu);
-}
-
+}  // namespace V2V_CPU_ISA
 }  // namespace vid2vid_fast

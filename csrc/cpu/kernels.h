@@ -1,0 +1,40 @@
+// The CPU kernels, built once per instruction set (kernels_impl.h); register_cpu.cpp registers the one the
+// processor can run.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <string>
+#include <tuple>
+
+#define V2V_DECLARE_CPU_KERNELS(isa)                                                                             \
+  namespace vid2vid_fast::isa {                                                                                 \
+  at::Tensor flow_warp_cpu(const at::Tensor& img, const at::Tensor& flow, const std::string& padding_mode);      \
+  std::tuple<at::Tensor, at::Tensor> flow_warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& img,   \
+                                                            const at::Tensor& flow,                              \
+                                                            const std::string& padding_mode,                     \
+                                                            std::array<bool, 2> mask);                           \
+  at::Tensor warp_blend_cpu(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw,               \
+                            const at::Tensor& weight, const std::string& padding_mode);                          \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> warp_blend_backward_cpu(                           \
+      const at::Tensor& grad_out, const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw,         \
+      const at::Tensor& weight, const std::string& padding_mode, std::array<bool, 4> mask);                      \
+  at::Tensor masked_warp_l1_cpu(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,         \
+                                const at::Tensor& mask, const std::string& padding_mode);                        \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_warp_l1_backward_cpu(                       \
+      const at::Tensor& grad_out, const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,       \
+      const at::Tensor& mask, const std::string& padding_mode, std::array<bool, 4> need);                        \
+  }
+
+// x86-64 with GCC: an AVX2 + FMA build next to the baseline one (other compilers and processors: baseline).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define V2V_CPU_HAS_AVX2_BUILD 1
+#else
+#define V2V_CPU_HAS_AVX2_BUILD 0
+#endif
+
+V2V_DECLARE_CPU_KERNELS(cpu_baseline)
+#if V2V_CPU_HAS_AVX2_BUILD
+V2V_DECLARE_CPU_KERNELS(cpu_avx2)
+#endif

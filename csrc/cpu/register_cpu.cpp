@@ -1,0 +1,77 @@
+// Registers the CPU kernels: the AVX2 + FMA build when the processor has both, else the baseline build.
+// VID2VID_FAST_CPU_ISA=baseline forces the baseline build (for tests and comparisons).
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace vid2vid_fast {
+namespace {
+
+bool use_avx2() {
+  static const bool yes = [] {
+#if V2V_CPU_HAS_AVX2_BUILD
+    const char* forced = std::getenv("VID2VID_FAST_CPU_ISA");
+    if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+  }();
+  return yes;
+}
+
+#if V2V_CPU_HAS_AVX2_BUILD
+#define V2V_CPU_CALL(fn, ...) (use_avx2() ? cpu_avx2::fn(__VA_ARGS__) : cpu_baseline::fn(__VA_ARGS__))
+#else
+#define V2V_CPU_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
+#endif
+
+using at::Tensor;
+using Grads2 = std::tuple<Tensor, Tensor>;
+using Grads4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+
+Tensor flow_warp(const Tensor& img, const Tensor& flow, const std::string& pad) {
+  return V2V_CPU_CALL(flow_warp_cpu, img, flow, pad);
+}
+Grads2 flow_warp_backward(const Tensor& g, const Tensor& img, const Tensor& flow, const std::string& pad,
+                          std::array<bool, 2> mask) {
+  return V2V_CPU_CALL(flow_warp_backward_cpu, g, img, flow, pad, mask);
+}
+Tensor warp_blend(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& w, const std::string& pad) {
+  return V2V_CPU_CALL(warp_blend_cpu, prev, flow, raw, w, pad);
+}
+Grads4 warp_blend_backward(const Tensor& g, const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& w,
+                           const std::string& pad, std::array<bool, 4> mask) {
+  return V2V_CPU_CALL(warp_blend_backward_cpu, g, prev, flow, raw, w, pad, mask);
+}
+Tensor masked_warp_l1(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
+                      const std::string& pad) {
+  return V2V_CPU_CALL(masked_warp_l1_cpu, src, flow, target, mask, pad);
+}
+Grads4 masked_warp_l1_backward(const Tensor& g, const Tensor& src, const Tensor& flow, const Tensor& target,
+                               const Tensor& mask, const std::string& pad, std::array<bool, 4> need) {
+  return V2V_CPU_CALL(masked_warp_l1_backward_cpu, g, src, flow, target, mask, pad, need);
+}
+
+std::string cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(vid2vid_fast, m) {
+  // Which build of the CPU kernels runs: "avx2" or "baseline".
+  m.def("cpu_isa() -> str", &cpu_isa);
+}
+
+TORCH_LIBRARY_IMPL(vid2vid_fast, CPU, m) {
+  m.impl("flow_warp", &flow_warp);
+  m.impl("flow_warp_backward", &flow_warp_backward);
+  m.impl("warp_blend", &warp_blend);
+  m.impl("warp_blend_backward", &warp_blend_backward);
+  m.impl("masked_warp_l1", &masked_warp_l1);
+  m.impl("masked_warp_l1_backward", &masked_warp_l1_backward);
+}
+
+}  // namespace vid2vid_fast
