@@ -29,10 +29,11 @@ V2V_HOST_DEVICE T clamp_value(T v, T lo, T hi) {
 
 // floor() for a position already clamped into a small finite range. Truncation plus a correction: on
 // baseline x86-64 (no SSE4.1) floorf is a library call, and this is the innermost loop.
+// (Subtracting the comparison, not selecting on it: GCC vectorizes this form for AVX2 too.)
 template <typename acc_t>
 V2V_HOST_DEVICE int32_t floor_index(acc_t p) {
   const int32_t i = static_cast<int32_t>(p);
-  return static_cast<acc_t>(i) > p ? i - 1 : i;
+  return i - static_cast<int32_t>(static_cast<acc_t>(i) > p);
 }
 
 template <typename acc_t>
