@@ -36,11 +36,6 @@ def backend_params():
     return [pytest.param("reference")] + compiled_backend_params()
 
 
-def skip_low_precision_reference(backend, dtype):
-    if backend == "reference" and dtype in (torch.float16, torch.bfloat16):
-        pytest.skip("the reference builds its sampling grid in the input dtype, too coarse in fp16/bf16")
-
-
 def make(shape, dtype=torch.float32, device="cpu", layout="contiguous", scale=1.0, offset=0.0):
     """A random tensor of `shape` with the given memory layout (values scale * N(0, 1) + offset)."""
     b, c, h, w = shape
