@@ -1,11 +1,12 @@
-"""The other ways of building the extension: CMake (CPU-only, and with CUDA where nvcc is found), and an
-AddressSanitizer build of the CPU kernels run on hostile inputs. Each build goes to a temporary folder and is
+"""The other ways of building the extension: CMake (CPU-only, and with CUDA where nvcc is found), the JIT build
+of a source checkout, and an AddressSanitizer build of the CPU kernels run on hostile inputs. Each build goes to a temporary folder and is
 checked in a fresh interpreter (tests/build_checks/), so the extension this test process loaded is untouched."""
 
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,9 @@ def cuda_home():
     return home if Path(home, "bin", "nvcc").is_file() else None
 
 
-def run(command, env=None, timeout=900):
+def run(command, env=None, timeout=900, cwd=None):
     """Runs command (an argument list); on failure, fails the test with its output."""
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if result.returncode != 0:
         pytest.fail(
             f"{command[0]} exited with {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n"
@@ -97,3 +98,27 @@ def test_cpu_kernels_under_address_sanitizer(tmp_path):
         assert "AddressSanitizer" not in result.stderr, report
         assert result.returncode == 0, report
         assert result.stdout.strip().splitlines()[-1].startswith("ok: "), report
+
+
+def test_jit_build_when_the_extension_is_not_installed(tmp_path):
+    """A source checkout without a built vid2vid_fast._C compiles csrc/ at import (torch.utils.cpp_extension)."""
+    for name in ("vid2vid_fast", "csrc"):
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("_C*.so", "__pycache__"))
+    script = (
+        "import torch, vid2vid_fast\n"
+        "from vid2vid_fast.ops import backends\n"
+        "print(backends.EXTENSION_SOURCE)\n"
+        "img, flow = torch.rand(1, 3, 8, 9, dtype=torch.float64), torch.randn(1, 2, 8, 9, dtype=torch.float64)\n"
+        "diff = vid2vid_fast.flow_warp(img, flow, backend='cpu') - vid2vid_fast.flow_warp(img, flow, backend='reference')\n"
+        "print(float(diff.abs().max()))\n"
+    )
+    # -S: no site hooks, so an editable install of this checkout cannot supply its built _C; the copy and
+    # the environment's packages come from PYTHONPATH instead (and the working directory is the copy's).
+    packages = sysconfig.get_paths()["purelib"]
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{packages}", TORCH_EXTENSIONS_DIR=str(tmp_path / "ext"))
+    for name in ("VID2VID_FAST_LIBRARY", "VID2VID_FAST_NO_EXTENSION", "VID2VID_FAST_NO_JIT"):
+        env.pop(name, None)
+    result = run([sys.executable, "-S", "-c", script], env, cwd=tmp_path)
+    source, diff = result.stdout.strip().splitlines()[-2:]
+    assert source == "a JIT build of csrc/"
+    assert float(diff) < 1e-12
