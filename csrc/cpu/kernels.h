@@ -27,14 +27,16 @@
       const at::Tensor& mask, const std::string& padding_mode, std::array<bool, 4> need);                        \
   }
 
-// x86-64 with GCC: an AVX2 + FMA build next to the baseline one (other compilers and processors: baseline).
+// x86-64 with GCC: AVX2 + FMA and AVX-512 builds next to the baseline one (other compilers and processors:
+// baseline only).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define V2V_CPU_HAS_AVX2_BUILD 1
+#define V2V_CPU_HAS_X86_BUILDS 1
 #else
-#define V2V_CPU_HAS_AVX2_BUILD 0
+#define V2V_CPU_HAS_X86_BUILDS 0
 #endif
 
 V2V_DECLARE_CPU_KERNELS(cpu_baseline)
-#if V2V_CPU_HAS_AVX2_BUILD
+#if V2V_CPU_HAS_X86_BUILDS
 V2V_DECLARE_CPU_KERNELS(cpu_avx2)
+V2V_DECLARE_CPU_KERNELS(cpu_avx512)
 #endif

@@ -4,7 +4,7 @@
 // the baseline instruction set, the same in every translation unit).
 #include "kernels.h"
 
-#if V2V_CPU_HAS_AVX2_BUILD
+#if V2V_CPU_HAS_X86_BUILDS
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>

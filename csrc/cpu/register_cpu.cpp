@@ -1,30 +1,43 @@
-// Registers the CPU kernels: the AVX2 + FMA build when the processor has both, else the baseline build.
-// VID2VID_FAST_CPU_ISA=baseline forces the baseline build (for tests and comparisons).
+// Registers the CPU kernels: the AVX-512 build where the processor has it, else the AVX2 + FMA build where it
+// has those, else the baseline build. VID2VID_FAST_CPU_ISA=baseline|avx2|avx512 asks for a build (for tests
+// and comparisons); one the processor cannot run is not used.
 #include <torch/library.h>
 
 #include <cstdlib>
-#include <cstring>
+#include <string>
 
 #include "kernels.h"
 
 namespace vid2vid_fast {
 namespace {
 
-bool use_avx2() {
-  static const bool yes = [] {
-#if V2V_CPU_HAS_AVX2_BUILD
-    const char* forced = std::getenv("VID2VID_FAST_CPU_ISA");
-    if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+enum class Isa { kBaseline, kAvx2, kAvx512 };
+
+Isa pick_isa() {
+#if V2V_CPU_HAS_X86_BUILDS
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  const char* forced = std::getenv("VID2VID_FAST_CPU_ISA");
+  const std::string asked = forced != nullptr ? forced : "";
+  if (asked == "baseline") return Isa::kBaseline;
+  if (asked == "avx2") return avx2 ? Isa::kAvx2 : Isa::kBaseline;
+  return avx512 ? Isa::kAvx512 : (avx2 ? Isa::kAvx2 : Isa::kBaseline);
 #else
-    return false;
+  return Isa::kBaseline;
 #endif
-  }();
-  return yes;
 }
 
-#if V2V_CPU_HAS_AVX2_BUILD
-#define V2V_CPU_CALL(fn, ...) (use_avx2() ? cpu_avx2::fn(__VA_ARGS__) : cpu_baseline::fn(__VA_ARGS__))
+Isa isa() {
+  static const Isa picked = pick_isa();
+  return picked;
+}
+
+#if V2V_CPU_HAS_X86_BUILDS
+#define V2V_CPU_CALL(fn, ...)                                             \
+  (isa() == Isa::kAvx512 ? cpu_avx512::fn(__VA_ARGS__)                    \
+                         : (isa() == Isa::kAvx2 ? cpu_avx2::fn(__VA_ARGS__) \
+                                                : cpu_baseline::fn(__VA_ARGS__)))
 #else
 #define V2V_CPU_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
 #endif
@@ -56,12 +69,12 @@ Grads4 masked_warp_l1_backward(const Tensor& g, const Tensor& src, const Tensor&
   return V2V_CPU_CALL(masked_warp_l1_backward_cpu, g, src, flow, target, mask, pad, need);
 }
 
-std::string cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
+std::string cpu_isa() { return isa() == Isa::kAvx512 ? "avx512" : (isa() == Isa::kAvx2 ? "avx2" : "baseline"); }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(vid2vid_fast, m) {
-  // Which build of the CPU kernels runs: "avx2" or "baseline".
+  // Which build of the CPU kernels runs: "avx512", "avx2" or "baseline".
   m.def("cpu_isa() -> str", &cpu_isa);
 }
 
