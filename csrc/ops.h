@@ -71,6 +71,11 @@ inline at::Tensor zeros_like_layout(const at::Tensor& like, at::ScalarType acc_d
   return at::zeros_like(like, like.options().dtype(acc_dtype));
 }
 
+// A gradient accumulated in a wider dtype (fp32 for fp16/bf16 inputs), returned in the dtype of `like`.
+inline at::Tensor finish_grad(const at::Tensor& acc_grad, const at::Tensor& like) {
+  return acc_grad.scalar_type() == like.scalar_type() ? acc_grad : acc_grad.to(like.scalar_type());
+}
+
 // Unrequested gradients are returned as empty tensors (like aten's output_mask convention).
 inline at::Tensor unrequested(const at::Tensor& like) { return at::empty({0}, like.options()); }
 

@@ -229,11 +229,6 @@ void for_each_backward_row(const Tensor& flow, int64_t C, bool zeros, index_t sy
   for (size_t k = 1; k < buffers.size(); ++k) grad.add_(buffers[k]);
 }
 
-// The image gradient is accumulated in acc_t (wider than fp16/bf16) and returned in the image's dtype.
-Tensor finish_grad(const Tensor& acc_grad, const Tensor& like) {
-  return acc_grad.scalar_type() == like.scalar_type() ? acc_grad : acc_grad.to(like.scalar_type());
-}
-
 #define V2V_DISPATCH_CPU(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 

@@ -119,11 +119,6 @@ __global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H
   }
 }
 
-// Returns the image gradient in the image's dtype (accumulated in acc_t, wider for fp16/bf16).
-Tensor finish_grad(const Tensor& acc_grad, const Tensor& like) {
-  return acc_grad.scalar_type() == like.scalar_type() ? acc_grad : acc_grad.to(like.scalar_type());
-}
-
 // Gradients scattered with atomics are not bit-reproducible; under torch.use_deterministic_algorithms
 // this raises (or warns, with warn_only=True) instead of silently varying.
 void alert_atomic_backward(const char* op) {
