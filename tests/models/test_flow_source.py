@@ -49,6 +49,8 @@ def test_classical_flow_recovers_a_known_translation(shift):
     flow, conf = ClassicalFlow()(cur, prev)
     assert flow.shape == (2, 2, 96, 128) and conf.shape == (2, 1, 96, 128)
     assert flow.dtype == cur.dtype and not flow.requires_grad
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(ClassicalFlow()(cur, prev), (flow, conf))  # autocast does not apply
     inner = (flow - true_flow)[:, :, 8:-8, 8:-8]  # borders see content that left the frame
     assert inner.abs().max().item() < 0.25
     assert set(conf.unique().tolist()) <= {0.0, 1.0}

@@ -55,7 +55,7 @@ def _check_pair(image_t, image_prev):
 class FlowSource(nn.Module):
     """Base class: `source(image_t, image_prev) -> (flow, conf)` (see the module doc). Images are
     (B, 3, H, W), or (B, T, 3, H, W) for T pairs at once (then flow is (B, T, 2, H, W) and conf
-    (B, T, 1, H, W)). Runs without gradients; subclasses implement `estimate`."""
+    (B, T, 1, H, W)). Runs without gradients and outside autocast; subclasses implement `estimate`."""
 
     def forward(self, image_t, image_prev):
         if image_t.dim() == 5 and image_prev.dim() == 5:
@@ -63,7 +63,9 @@ class FlowSource(nn.Module):
             flow, conf = self(image_t.flatten(0, 1), image_prev.flatten(0, 1))
             return flow.unflatten(0, (b, t)), conf.unflatten(0, (b, t))
         _check_pair(image_t, image_prev)
-        with torch.no_grad():
+        # Ground truth in the images' precision: a trainer's autocast region must not lower it (the conf
+        # threshold compares small squared differences).
+        with torch.no_grad(), torch.autocast(image_t.device.type, enabled=False):
             if image_t.numel() == 0:
                 b, _, h, w = image_t.shape
                 return image_t.new_zeros(b, 2, h, w), image_t.new_zeros(b, 1, h, w)
