@@ -1,0 +1,1 @@
+"""The vid2vid model: generator, discriminators, losses and ground-truth flow sources."""
