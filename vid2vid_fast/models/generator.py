@@ -116,8 +116,9 @@ class _CompositeBase(nn.Module):
 
 
 class CompositeGenerator(_CompositeBase):
-    """The coarsest scale (width ngf). Arguments, names and order as the original's (without its opt and
-    no_flow); norm is "batch" or "instance"; backend is passed to warp_blend."""
+    """The coarsest scale (width ngf). Argument names as the original's; its opt, no_flow and norm_layer
+    are gone, norm ("batch" or "instance") takes the place of norm_layer before use_fg_model; backend is
+    passed to warp_blend."""
 
     needs_coarse = False
     flow_multiplier = 20.0
