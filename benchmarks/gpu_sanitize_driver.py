@@ -6,8 +6,10 @@ its own allocation and an out-of-bounds access cannot land silently in a neighbo
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck python3 benchmarks/gpu_sanitize_driver.py
 
 Exits 1 if a call raised an unexpected error (a refusal under deterministic mode is reported, not an error).
+`--device cpu` runs the same calls on the CPU kernels (how the tests check this script without a GPU).
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -30,30 +32,34 @@ def hostile_flow(b, h, w, dtype, gen):
     values = torch.tensor(HOSTILE)
     hostile = pick < len(HOSTILE)
     flow[hostile] = values[pick[hostile]]
-    return flow.to(device="cuda", dtype=dtype)
+    return flow.to(dtype=dtype)
 
 
-def inputs_for(op, shape, dtype, layout, gen):
+def inputs_for(op, shape, dtype, layout, device, gen):
     b, c, h, w = shape
 
     def rand(channels):
-        return torch.randn(b, channels, h, w, generator=gen).to(device="cuda", dtype=dtype)
+        return torch.randn(b, channels, h, w, generator=gen).to(device=device, dtype=dtype)
 
-    tensors = [rand(c), hostile_flow(b, h, w, dtype, gen)]
+    tensors = [rand(c), hostile_flow(b, h, w, dtype, gen).to(device)]
     if op == "warp_blend":
-        tensors += [rand(c), torch.rand(b, 1, h, w, generator=gen).to(device="cuda", dtype=dtype)]
+        tensors += [rand(c), torch.rand(b, 1, h, w, generator=gen).to(device=device, dtype=dtype)]
     elif op == "masked_warp_l1":
-        tensors += [rand(c), (torch.rand(b, 1, h, w, generator=gen) < 0.7).to(device="cuda", dtype=dtype)]
+        tensors += [rand(c), (torch.rand(b, 1, h, w, generator=gen) < 0.7).to(device=device, dtype=dtype)]
     if layout == "channels_last":
         tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
     return [t.requires_grad_(True) for t in tensors]
 
 
 def main():
-    backends = [b for b in ("cuda", "triton") if b in v2v.available_backends("cuda")]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    device = parser.parse_args().device
+    candidates = ("cuda", "triton") if device == "cuda" else ("cpu",)
+    backends = [b for b in candidates if b in v2v.available_backends(device)]
     if not backends:
-        sys.exit("error: no GPU backend is available (vid2vid_fast.available_backends('cuda') = "
-                 f"{v2v.available_backends('cuda')})")
+        sys.exit(f"error: none of the backends {candidates} is available (vid2vid_fast.available_backends("
+                 f"{device!r}) = {v2v.available_backends(device)})")
     gen = torch.Generator().manual_seed(0)
     calls, errors, refused = 0, 0, set()
     for deterministic in (False, True):
@@ -64,11 +70,12 @@ def main():
                     for padding_mode in ("border", "zeros"):
                         for shape in SHAPES:
                             for layout in ("contiguous", "channels_last") if shape == SHAPES[0] else ("contiguous",):
-                                inputs = inputs_for(op, shape, dtype, layout, gen)
+                                inputs = inputs_for(op, shape, dtype, layout, device, gen)
                                 try:
                                     out = fn(*inputs, padding_mode, backend=backend)
                                     grads = torch.autograd.grad(out, inputs, torch.randn_like(out))
-                                    torch.cuda.synchronize()
+                                    if device == "cuda":
+                                        torch.cuda.synchronize()
                                     assert all(g.shape == t.shape for g, t in zip(grads, inputs))
                                 except RuntimeError as e:
                                     if deterministic and "deterministic" in str(e):

@@ -95,3 +95,12 @@ def test_pytest_step_counts_results(tmp_path):
     failing.write_text("def test_fails():\n    assert False\n\ndef test_passes():\n    pass\n")
     step = gpu_report.pytest_step("failing", [str(failing)], None, tmp_path / "log2.txt", 300)
     assert step["status"].startswith("failed (1): 1 passed, 1 failed"), step
+
+
+def test_sanitizer_driver_runs_every_op_on_hostile_flows():
+    """The driver compute-sanitizer runs on the GPU, here on the CPU kernels: every call must succeed."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_sanitize_driver.py"), "--device", "cpu"],
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "driver: 96 forward+backward calls on cpu, 0 unexpected errors" in proc.stdout
