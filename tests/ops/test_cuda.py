@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vid2vid_fast as v2v
-from cases import OPS, assert_close_to_reference, make_flow, run_with_grads
+from cases import OPS, assert_close_to_reference, make_flow, rel_error, run_with_grads
 from vid2vid_fast.ops import reference
 
 pytestmark = [
@@ -59,11 +59,12 @@ def test_cuda_backward_is_bit_identical_in_deterministic_mode(op, dtype, layout)
     for g1, g2 in zip(first, second):
         assert g1.dtype == g2.dtype == dtype
         assert torch.equal(g1.view(bits), g2.view(bits))
-    # The deterministic path changes only the order of the additions: same result as the atomic path to
-    # rounding, NaN in the same places.
+    # The deterministic path changes only the order of the additions: the atomic path's result to the
+    # rounding of sums of thousands of terms (looser than one op's rounding), NaN in the same places.
     _, atomic = run_with_grads(fn, inputs, "border", backend="cuda")
     for g, ga in zip(first, atomic):
-        assert_close_to_reference(g, ga, dtype, "deterministic vs atomic gradient")
+        error = rel_error(g, ga)
+        assert error <= (1e-4 if dtype == torch.float32 else 2e-2), f"deterministic vs atomic: {error:.3g}"
 
 
 @pytest.mark.parametrize("padding_mode", ["border", "zeros"])
