@@ -17,7 +17,9 @@ scripts/gpu_report.sh runs it on a fresh GPU machine with no network. In order:
    1x3x512x1024, 4x3x512x1024 and 2x64x256x512. Times are medians of CUDA-event timings
    (triton.testing.do_bench, which also flushes the L2 cache between runs); on the CPU, medians of
    perf_counter timings. Peak memory is what one call allocates above what was allocated before it.
-   A device-to-device copy gives the bandwidth ceiling.
+   A device-to-device copy gives the bandwidth ceiling. The benchmarks get the time the steps before them
+   left of --deadline-s (default 420 s, so the whole run stays under 8 minutes); cases past it are listed
+   as skipped, the target shape first so that the targets are measured.
 4. output: Markdown, JSON, a PNG chart and the logs under --out (default benchmarks/results/), named
    {gpu or cpu}-{model}-{date}; the dispatch table (vid2vid_fast/ops/dispatch_table.json) regenerated from
    the fwd+bwd times (GPU only); everything copied to $OUT when that variable is set; a short table last.
@@ -62,7 +64,7 @@ def keep_caches_in_repo():
 
 sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
+import torch
 
 FULL_SHAPES = ((1, 3, 512, 1024), (4, 3, 512, 1024), (2, 64, 256, 512))
 QUICK_SHAPES = ((1, 3, 16, 32), (2, 3, 16, 32), (1, 8, 8, 16))
@@ -117,7 +119,8 @@ def run_logged(cmd, log_path, timeout, env=None, cwd=REPO):
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
         try:
-            rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+            rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout,
+                                check=False).returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
         except OSError as e:
@@ -180,7 +183,7 @@ def start_sanitizer(log_path):
                       "seconds": 0, "detail": "", "log": None}
     cmd = [tool, "--tool", "memcheck", "--error-exitcode", "99", "--print-limit", "20",
            sys.executable, str(REPO / "benchmarks" / "gpu_sanitize_driver.py")]
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 (open while the process runs; finish_sanitizer closes it)
     log.write("$ " + " ".join(cmd) + "\n")
     log.flush()
     env = child_env(PYTORCH_NO_CUDA_MEMORY_CACHING="1")
@@ -199,7 +202,7 @@ def finish_sanitizer(started, log_path, timeout):
     log.close()
     text = log_path.read_text(errors="replace")
     summary = re.findall(r"ERROR SUMMARY: (\d+) error", text)
-    driver = re.findall(r"^driver: .*$", text, re.M)
+    driver = re.findall(r"^driver: .*$", text, re.MULTILINE)
     ok = rc == 0 and summary and summary[-1] == "0"
     status = "ok" if ok else f"failed ({rc})"
     status += f": {summary[-1] if summary else '?'} memcheck errors; " + (driver[-1] if driver else "driver did not finish")
@@ -299,6 +302,10 @@ def make_steps(fn, inputs, upstream):
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd_bwd}
 
 
+def on_backend(op_fn, backend):
+    return lambda *xs: op_fn(*xs, backend=backend)
+
+
 def relative_error(got, want):
     got, want = got.detach().double(), want.detach().double()
     return ((got - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
@@ -323,12 +330,7 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
                     truth = eager(*[t.float() for t in inputs])
                     upstream = torch.randn_like(eager(*inputs))
                 for impl in impls:
-                    if impl == "eager":
-                        fn = eager
-                    elif impl == "compiled":
-                        fn = compiled[op]
-                    else:
-                        fn = (lambda backend: lambda *xs: fused(*xs, backend=backend))(impl)
+                    fn = eager if impl == "eager" else compiled[op] if impl == "compiled" else on_backend(fused, impl)
                     common = {"op": op, "impl": impl, "dtype": dtype_name(dtype), "shape": list(shape),
                               "numel": shape[0] * shape[1] * shape[2] * shape[3]}
                     over = time.perf_counter() - begin > budget_s
@@ -343,7 +345,7 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
                             # error is in the JSON.
                             if impl in FUSED and not error <= AGREEMENT[dtype]:
                                 note = f"WRONG: forward differs from the float32 eager chain by {error:.3g}"
-                        except Exception as e:  # a failing impl is reported, the report goes on
+                        except Exception as e:  # noqa: BLE001 (a failing impl is reported, the report goes on)
                             note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                     for pass_ in PASSES:
                         row = dict(common, **{"pass": pass_, "ms": None, "bytes": None, "gbps": None,
@@ -358,7 +360,7 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
                                 row["ms"] = timer(step)
                                 row["bytes"] = min_bytes(op, pass_, shape, dtype.itemsize)
                                 row["gbps"] = row["bytes"] / row["ms"] / 1e6
-                            except Exception as e:
+                            except Exception as e:  # noqa: BLE001 (likewise)
                                 row["note"] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                         rows.append(row)
                         shown = f"{row['ms']:9.3f} ms" if row["ms"] is not None else f"   -- {row['note']}"
@@ -430,14 +432,13 @@ def time_table(rows, impls, passes, shapes):
                                      **{"pass": pass_}) for i in impls}
                     times = [cells[i]["ms"] for i in fused if cells[i] and cells[i]["ms"] is not None]
                     best = min(times) if times else None
-
-                    def ratio(base):
+                    ratios = []
+                    for base in ("eager", "compiled"):
                         r = cells.get(base)
-                        return f"{r['ms'] / best:.2f}" if best and r and r["ms"] is not None else "n/a"
-
+                        ratios.append(f"{r['ms'] / best:.2f}" if best and r and r["ms"] is not None else "n/a")
                     lines.append(f"| {op} | {shape_name(shape)} | {dtype_name(dtype)} | {pass_} | "
                                  + " | ".join(ms_cell(cells[i]) for i in impls)
-                                 + f" | {ratio('eager')} | {ratio('compiled')} |")
+                                 + f" | {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
 
@@ -470,16 +471,16 @@ def markdown(report):
     copy = report["copy"]
     lines += [
         "", "## Method", "",
-        f"- timing: {report['timing']}; fused backends: {', '.join(report['fused']) or 'none'}; eager = the "
-        "grid_sample chain of benchmarks/op_cases.py (what vid2vid runs); compiled = torch.compile(eager, "
-        "dynamic=False); inputs from op_cases.make_inputs (smooth flows of a few pixels), border padding",
-        "- passes: fwd under no_grad; bwd = torch.autograd.grad of one retained forward; fwd+bwd = both, "
-        "gradients of every input",
-        f"- copy bandwidth (device-to-device, read + write): {copy['gbps']:.0f} GB/s "
-        f"({copy['bytes_copied'] / 2**20:.0f} MiB in {copy['ms']:.3f} ms)",
-        "- byte model (fewest bytes, each input read once and each output written once, N = B*C*H*W, "
-        "P = B*H*W): flow_warp fwd 2N+2P, bwd 3N+4P; warp_blend fwd 3N+3P, bwd 5N+6P; masked_warp_l1 fwd "
-        "2N+3P, bwd 4N+6P; fwd+bwd the sum; times the dtype's size",
+        (f"- timing: {report['timing']}; fused backends: {', '.join(report['fused']) or 'none'}; eager = the "
+         "grid_sample chain of benchmarks/op_cases.py (what vid2vid runs); compiled = torch.compile(eager, "
+         "dynamic=False); inputs from op_cases.make_inputs (smooth flows of a few pixels), border padding"),
+        ("- passes: fwd under no_grad; bwd = torch.autograd.grad of one retained forward; fwd+bwd = both, "
+         "gradients of every input"),
+        (f"- copy bandwidth (device-to-device, read + write): {copy['gbps']:.0f} GB/s "
+         f"({copy['bytes_copied'] / 2**20:.0f} MiB in {copy['ms']:.3f} ms)"),
+        ("- byte model (fewest bytes, each input read once and each output written once, N = B*C*H*W, "
+         "P = B*H*W): flow_warp fwd 2N+2P, bwd 3N+4P; warp_blend fwd 3N+3P, bwd 5N+6P; masked_warp_l1 fwd "
+         "2N+3P, bwd 4N+6P; fwd+bwd the sum; times the dtype's size"),
         "", "## Forward + backward (ms, median)", "",
         time_table(report["rows"], report["impls"], ("fwd+bwd",), report["shapes"]),
         "", "## Every pass (ms, median)", "",
@@ -564,7 +565,7 @@ def machine_info(device):
         smi = shutil.which("nvidia-smi")
         if smi:
             out = subprocess.run([smi, "--query-gpu=driver_version,clocks.sm,clocks.mem", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=30)
+                                 capture_output=True, text=True, timeout=30, check=False)
             info["driver, SM clock, memory clock"] = out.stdout.strip() or out.stderr.strip()
     return info
 
@@ -581,8 +582,8 @@ def main():
     parser.add_argument("--no-compile", action="store_true", help="leave out torch.compile(reference)")
     parser.add_argument("--dispatch-table", type=Path, default=None,
                         help="where to write the regenerated dispatch table (default: the package's; GPU only)")
-    parser.add_argument("--deadline-s", type=float, default=450,
-                        help="the whole run's target in seconds (default 450): the benchmarks get what the steps "
+    parser.add_argument("--deadline-s", type=float, default=420,
+                        help="the whole run's target in seconds (default 420): the benchmarks get what the steps "
                              "before them left, at least 60 s; cases past it are skipped and say so")
     args = parser.parse_args()
     keep_caches_in_repo()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-import vid2vid_fast as v2v  # noqa: E402
+import vid2vid_fast as v2v
 
 OPS = {"flow_warp": v2v.flow_warp, "warp_blend": v2v.warp_blend, "masked_warp_l1": v2v.masked_warp_l1}
 SHAPES = ((2, 3, 17, 23), (1, 2, 1, 9), (1, 3, 7, 1))

@@ -21,7 +21,7 @@ def cpu_run(tmp_path_factory):
     table_before = TABLE.read_bytes()
     env = dict(os.environ, OUT=str(copies), PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert TABLE.read_bytes() == table_before, "a CPU run must leave the package's dispatch table alone"
     return out, copies, proc.stdout
@@ -101,6 +101,6 @@ def test_sanitizer_driver_runs_every_op_on_hostile_flows():
     """The driver compute-sanitizer runs on the GPU, here on the CPU kernels: every call must succeed."""
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_sanitize_driver.py"), "--device", "cpu"],
                           cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "driver: 96 forward+backward calls on cpu, 0 unexpected errors" in proc.stdout
