@@ -8,8 +8,8 @@ scripts/gpu_report.sh runs it on a fresh GPU machine with no network. In order:
 1. build: the extension in place (`python setup.py build_ext --inplace`, CPU + CUDA kernels) against the
    torch already installed, with CUDA_HOME (default /usr/local/cuda), TORCH_CUDA_ARCH_LIST (default 9.0)
    and MAX_JOBS (default: the core count) from the environment. Nothing is installed.
-2. tests: `pytest tests/ops -m "cuda and not slow"`, then every tests/**/test*triton*.py file, the data
-   tests left out; while they run, `compute-sanitizer --tool memcheck` runs
+2. tests: `pytest tests/ops -m cuda`, then every tests/**/test*triton*.py file (all their tests), the
+   data tests left out; while they run, `compute-sanitizer --tool memcheck` runs
    benchmarks/gpu_sanitize_driver.py (every op forward and backward on every GPU backend, hostile flows).
 3. benchmarks: each op forward (fwd), backward alone (bwd) and both (fwd+bwd), for every fused backend
    (triton, cuda; cpu on --device cpu), the eager reference chain (benchmarks/op_cases.py: what a vid2vid
@@ -628,10 +628,11 @@ def main():
             sanitizer, refused = start_sanitizer(Path(f"{stem}-sanitizer.log"))
             if refused:
                 steps.append(refused)
-        log("CUDA tests: pytest tests/ops -m 'cuda and not slow'")
-        steps.append(pytest_step("CUDA tests", ["tests/ops"], "cuda and not slow", Path(f"{stem}-tests-cuda.log"), 240))
-        log(f"CUDA tests: {steps[-1]['status']}")
         files = triton_test_files()
+        log("CUDA tests: pytest tests/ops -m cuda")
+        ignore = [f"--ignore={f}" for f in files]  # run once, in the Triton step
+        steps.append(pytest_step("CUDA tests", ["tests/ops", *ignore], "cuda", Path(f"{stem}-tests-cuda.log"), 240))
+        log(f"CUDA tests: {steps[-1]['status']}")
         if files:
             log(f"Triton tests: pytest {' '.join(files)}")
             steps.append(pytest_step("Triton tests", files, None, Path(f"{stem}-tests-triton.log"), 240))
