@@ -4,12 +4,15 @@
 // the CPU kernels run) and loops over channels. Any strides work, channels_last included, with no copy.
 // Image gradients are scattered with float atomics into an fp32 (fp64 for double) buffer, which is also
 // what keeps fp16/bf16 gradients accurate; every other gradient is gathered, so it needs no atomics.
+// Under torch.use_deterministic_algorithms(True) the image gradient takes a deterministic path instead
+// (ImageGradSink below).
 // Offsets are 32-bit when every tensor fits, 64-bit otherwise.
 #include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/scatter_add.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -53,6 +56,10 @@ __device__ __forceinline__ bool pixel_of_thread(int64_t n_pixels, int64_t H, int
   return true;
 }
 
+__device__ __forceinline__ int64_t pixel_index(int64_t b, int64_t y, int64_t x, int64_t H, int64_t W) {
+  return (b * H + y) * W + x;
+}
+
 template <typename acc_t, typename scalar_t, typename index_t>
 __device__ __forceinline__ Sample<acc_t> thread_sample(const Strided4<const scalar_t, index_t>& flow, int64_t b,
                                                        int64_t y, int64_t x, int64_t H, int64_t W, bool zeros) {
@@ -62,12 +69,77 @@ __device__ __forceinline__ Sample<acc_t> thread_sample(const Strided4<const scal
                           static_cast<int32_t>(W), zeros);
 }
 
-// Scatters g into the four corners of one plane of the acc_t gradient buffer.
+// Where the image gradient goes.
+//
+// Fast path (values == nullptr): float atomicAdd into the acc buffer. The order in which threads add
+// differs from run to run, and float addition is not associative, so the last bits vary.
+//
+// Deterministic path (torch.use_deterministic_algorithms(True)): every (pixel, channel, corner) has its own
+// slot, ((pixel * C + c) * 4 + corner), where the kernel writes the weighted contribution and the storage
+// offset it belongs to, with no atomics; the host then sums the slots into the flat buffer with a 1-d
+// scatter_add_, which PyTorch documents as deterministic on CUDA under the flag (it stable-sorts the
+// offsets and sums each run of equal offsets in a fixed order). The slot order depends on the shape
+// alone, so the image gradient is bit-identical across runs; each contribution is the same float the
+// atomic path adds, only the order of the additions differs (and is now fixed).
+// Why not int64 fixed-point atomics: fixed point needs a scale chosen from the data (the gradient of a
+// mean over millions of elements is ~1e-7 per element, while one pixel may receive H*W contributions),
+// NaN and Inf have no fixed-point form, and the result would differ from the float path by more than
+// rounding. The price here is memory and time, only in deterministic mode: 4 * B*C*H*W slots of
+// sizeof(acc_t) + 8 bytes, and a sort of them.
+// Slots that a pixel does not write (a NaN flow) stay zero-filled: they add +0 to offset 0, a no-op.
 template <typename acc_t, typename index_t>
-__device__ __forceinline__ void atomic_scatter(acc_t* plane, const Sample<acc_t>& s,
-                                               const CornerOffsets<index_t>& o, acc_t g) {
-  scatter_corners(s.x, s.y, o, g, [plane](index_t offset, acc_t v) { atomicAdd(plane + offset, v); });
-}
+struct ImageGradSink {
+  Strided4<acc_t, index_t> acc;
+  acc_t* values = nullptr;   // deterministic path: 4 * n_pixels * C contributions...
+  int64_t* targets = nullptr;  // ...and the storage offset within acc of each
+
+  __device__ __forceinline__ void scatter(int64_t pixel, int64_t C, int64_t b, int64_t c, const Sample<acc_t>& s,
+                                          const CornerOffsets<index_t>& o, acc_t g) const {
+    acc_t* plane = acc.plane(b, c);
+    if (values == nullptr) {
+      scatter_corners(s.x, s.y, o, g, [plane](index_t offset, acc_t v) { atomicAdd(plane + offset, v); });
+      return;
+    }
+    const int64_t plane_offset = static_cast<int64_t>(plane - acc.data);
+    int64_t slot = (pixel * C + c) * 4;
+    scatter_corners(s.x, s.y, o, g, [&](index_t offset, acc_t v) {
+      values[slot] = v;
+      targets[slot] = plane_offset + static_cast<int64_t>(offset);
+      ++slot;
+    });
+  }
+};
+
+// The slots of the deterministic path, allocated only when the flag is on; summed by finish().
+struct DeterministicSlots {
+  Tensor values, targets;
+
+  DeterministicSlots(const Tensor& acc, int64_t n_pixels, int64_t C, bool needed) {
+    if (!needed || !at::globalContext().deterministicAlgorithms() || acc.numel() == 0) return;
+    const int64_t n = n_pixels * C * 4;
+    values = at::zeros({n}, acc.options());
+    targets = at::zeros({n}, acc.options().dtype(at::kLong));
+  }
+
+  template <typename acc_t, typename index_t>
+  ImageGradSink<acc_t, index_t> sink(const Tensor& acc_view) const {
+    ImageGradSink<acc_t, index_t> sink;
+    sink.acc = strided4<acc_t, index_t>(acc_view);
+    if (values.defined()) {
+      sink.values = values.data_ptr<acc_t>();
+      sink.targets = targets.data_ptr<int64_t>();
+    }
+    return sink;
+  }
+
+  // acc comes from zeros_like_layout, so it is dense and non-overlapping: its storage offsets are exactly
+  // 0 .. numel - 1, and a flat stride-1 view of it addresses every element by the offsets the kernel wrote.
+  void finish(Tensor& acc) const {
+    if (!values.defined()) return;
+    TORCH_INTERNAL_ASSERT(acc.is_non_overlapping_and_dense() && acc.storage_offset() == 0);
+    acc.as_strided({acc.numel()}, {1}).scatter_add_(0, targets, values);
+  }
+};
 
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
@@ -92,7 +164,7 @@ template <typename scalar_t, typename index_t>
 __global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
                                           Strided4<const scalar_t, index_t> grad_out,
                                           Strided4<const scalar_t, index_t> img, Strided4<const scalar_t, index_t> flow,
-                                          Strided4<at::opmath_type<scalar_t>, index_t> grad_img,
+                                          ImageGradSink<at::opmath_type<scalar_t>, index_t> grad_img,
                                           Strided4<scalar_t, index_t> grad_flow, bool need_img, bool need_flow,
                                           bool zeros) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -102,10 +174,10 @@ __global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H
   acc_t gx = 0, gy = 0;
   if (s.valid) {
     const auto off_img = corner_offsets(s, img.sy, img.sx);
-    const auto off_grad = corner_offsets(s, grad_img.sy, grad_img.sx);
+    const auto off_grad = corner_offsets(s, grad_img.acc.sy, grad_img.acc.sx);
     for (int64_t c = 0; c < C; ++c) {
       const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
-      if (need_img) atomic_scatter(grad_img.plane(b, c), s, off_grad, g);
+      if (need_img) grad_img.scatter(pixel_index(b, y, x, H, W), C, b, c, s, off_grad, g);
       if (need_flow) {
         const Corners<acc_t> k = read_corners<acc_t>(img.plane(b, c), off_img);
         gx += g * interpolate_dx(k, s.x, s.y);
@@ -117,12 +189,6 @@ __global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H
     grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
     grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
   }
-}
-
-// Gradients scattered with atomics are not bit-reproducible; under torch.use_deterministic_algorithms
-// this raises (or warns, with warn_only=True) instead of silently varying.
-void alert_atomic_backward(const char* op) {
-  at::globalContext().alertNotDeterministic(op);
 }
 
 Tensor flow_warp_cuda(const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
@@ -152,7 +218,6 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
   const int64_t n_pixels = B * H * W;
-  if (mask[0]) alert_atomic_backward("vid2vid_fast::flow_warp_backward (CUDA, image gradient)");
   Tensor grad_img = unrequested(img), grad_flow = unrequested(flow);
   const c10::cuda::CUDAGuard guard(img.device());
   const auto stream = c10::cuda::getCurrentCUDAStream();
@@ -162,14 +227,16 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const
     if (mask[1]) grad_flow = empty_like_layout(flow);
     if (n_pixels > 0) {
       const Tensor& acc_view = mask[0] ? acc : img;
+      const DeterministicSlots slots(acc_view, n_pixels, C, mask[0]);
       const Tensor& gf_view = mask[1] ? grad_flow : flow;
       V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out, acc_view), [&] {
         flow_warp_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
             n_pixels, C, H, W, strided4<const scalar_t, index_t>(grad_out), strided4<const scalar_t, index_t>(img),
-            strided4<const scalar_t, index_t>(flow), strided4<acc_t, index_t>(acc_view),
+            strided4<const scalar_t, index_t>(flow), slots.sink<acc_t, index_t>(acc_view),
             strided4<scalar_t, index_t>(gf_view), mask[0], mask[1], zeros);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
+      if (mask[0]) slots.finish(acc);
     }
     if (mask[0]) grad_img = finish_grad(acc, img);
   });
@@ -200,7 +267,7 @@ __global__ void warp_blend_backward_kernel(int64_t n_pixels, int64_t C, int64_t 
                                            Strided4<const scalar_t, index_t> grad_out,
                                            Strided4<const scalar_t, index_t> prev, Strided4<const scalar_t, index_t> flow,
                                            Strided4<const scalar_t, index_t> raw, Strided4<const scalar_t, index_t> weight,
-                                           Strided4<at::opmath_type<scalar_t>, index_t> grad_prev,
+                                           ImageGradSink<at::opmath_type<scalar_t>, index_t> grad_prev,
                                            Strided4<scalar_t, index_t> grad_flow, Strided4<scalar_t, index_t> grad_raw,
                                            Strided4<scalar_t, index_t> grad_weight, bool need_prev, bool need_flow,
                                            bool need_raw, bool need_weight, bool zeros) {
@@ -211,13 +278,13 @@ __global__ void warp_blend_backward_kernel(int64_t n_pixels, int64_t C, int64_t 
   const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
   const bool need_warped = need_flow || need_weight;
   const auto off_prev = corner_offsets(s, prev.sy, prev.sx);
-  const auto off_grad = corner_offsets(s, grad_prev.sy, grad_prev.sx);
+  const auto off_grad = corner_offsets(s, grad_prev.acc.sy, grad_prev.acc.sx);
   acc_t gx = 0, gy = 0, gw = 0;
   for (int64_t c = 0; c < C; ++c) {
     const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
     if (need_raw) grad_raw(b, c, y, x) = static_cast<scalar_t>(g * w);
     const acc_t gp = g * (acc_t(1) - w);
-    if (need_prev && s.valid) atomic_scatter(grad_prev.plane(b, c), s, off_grad, gp);
+    if (need_prev && s.valid) grad_prev.scatter(pixel_index(b, y, x, H, W), C, b, c, s, off_grad, gp);
     if (!need_warped) continue;
     acc_t warped = device_nan<acc_t>();
     if (s.valid) {
@@ -267,7 +334,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = prev.size(0), C = prev.size(1), H = prev.size(2), W = prev.size(3);
   const int64_t n_pixels = B * H * W;
-  if (mask[0]) alert_atomic_backward("vid2vid_fast::warp_blend_backward (CUDA, prev gradient)");
   Tensor grad_prev = unrequested(prev), grad_flow = unrequested(flow);
   Tensor grad_raw = unrequested(raw), grad_weight = unrequested(weight);
   const c10::cuda::CUDAGuard guard(prev.device());
@@ -280,15 +346,17 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor
     if (mask[3]) grad_weight = empty_like_layout(weight);
     if (n_pixels > 0) {
       const Tensor& acc_view = mask[0] ? acc : prev;
+      const DeterministicSlots slots(acc_view, n_pixels, C, mask[0]);
       V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out, acc_view), [&] {
         warp_blend_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
             n_pixels, C, H, W, strided4<const scalar_t, index_t>(grad_out), strided4<const scalar_t, index_t>(prev),
             strided4<const scalar_t, index_t>(flow), strided4<const scalar_t, index_t>(raw),
-            strided4<const scalar_t, index_t>(weight), strided4<acc_t, index_t>(acc_view),
+            strided4<const scalar_t, index_t>(weight), slots.sink<acc_t, index_t>(acc_view),
             strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow), strided4<scalar_t, index_t>(mask[2] ? grad_raw : raw),
             strided4<scalar_t, index_t>(mask[3] ? grad_weight : weight), mask[0], mask[1], mask[2], mask[3], zeros);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
+      if (mask[0]) slots.finish(acc);
     }
     if (mask[0]) grad_prev = finish_grad(acc, prev);
   });
@@ -335,7 +403,7 @@ __global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int6
                                                Strided4<const scalar_t, index_t> flow,
                                                Strided4<const scalar_t, index_t> target,
                                                Strided4<const scalar_t, index_t> mask,
-                                               Strided4<at::opmath_type<scalar_t>, index_t> grad_src,
+                                               ImageGradSink<at::opmath_type<scalar_t>, index_t> grad_src,
                                                Strided4<scalar_t, index_t> grad_flow,
                                                Strided4<scalar_t, index_t> grad_target,
                                                Strided4<scalar_t, index_t> grad_mask, bool need_src, bool need_flow,
@@ -346,7 +414,7 @@ __global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int6
   const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
   const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
   const auto off_src = corner_offsets(s, src.sy, src.sx);
-  const auto off_grad = corner_offsets(s, grad_src.sy, grad_src.sx);
+  const auto off_grad = corner_offsets(s, grad_src.acc.sy, grad_src.acc.sx);
   acc_t gx = 0, gy = 0, gm_sum = 0;
   for (int64_t c = 0; c < C; ++c) {
     Corners<acc_t> k{};
@@ -368,7 +436,7 @@ __global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int6
       }
     }
     if (s.valid) {
-      if (need_src) atomic_scatter(grad_src.plane(b, c), s, off_grad, sg * m);
+      if (need_src) grad_src.scatter(pixel_index(b, y, x, H, W), C, b, c, s, off_grad, sg * m);
       if (need_flow) {
         gx += sg * m * interpolate_dx(k, s.x, s.y);
         gy += sg * m * interpolate_dy(k, s.x, s.y);
@@ -422,7 +490,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Te
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
   const int64_t n_pixels = B * H * W;
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
-  if (need[0]) alert_atomic_backward("vid2vid_fast::masked_warp_l1_backward (CUDA, src gradient)");
   Tensor grad_src = unrequested(src), grad_flow = unrequested(flow);
   Tensor grad_target = unrequested(target), grad_mask = unrequested(mask);
   const c10::cuda::CUDAGuard guard(src.device());
@@ -436,17 +503,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Te
     if (need[3]) grad_mask = empty_like_layout(mask);
     if (src.numel() > 0) {
       const Tensor& acc_view = need[0] ? acc : src;
+      const DeterministicSlots slots(acc_view, n_pixels, C, need[0]);
       V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, acc_view), [&] {
         masked_warp_l1_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
             n_pixels, C, H, W, grad_scalar.data_ptr<scalar_t>(), 1.0 / static_cast<double>(src.numel()),
             strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
             strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
-            strided4<acc_t, index_t>(acc_view), strided4<scalar_t, index_t>(need[1] ? grad_flow : flow),
+            slots.sink<acc_t, index_t>(acc_view), strided4<scalar_t, index_t>(need[1] ? grad_flow : flow),
             strided4<scalar_t, index_t>(need[2] ? grad_target : target),
             strided4<scalar_t, index_t>(need[3] ? grad_mask : mask), need[0], need[1], need[2], need[3],
             mask_per_channel, zeros);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
+      if (need[0]) slots.finish(acc);
     } else {
       if (need[1]) grad_flow.zero_();
       if (need[2]) grad_target.zero_();

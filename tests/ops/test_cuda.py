@@ -1,10 +1,12 @@
 """CUDA-only behaviour: deterministic mode, 64-bit offsets, streams. Skipped without a GPU."""
 
+import contextlib
+
 import pytest
 import torch
 
 import vid2vid_fast as v2v
-from cases import OPS, assert_close_to_reference, make_flow, run_with_grads
+from cases import OPS, assert_close_to_reference, make_flow, rel_error, run_with_grads
 from vid2vid_fast.ops import reference
 
 pytestmark = [
@@ -14,17 +16,69 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("op", OPS)
-def test_cuda_backward_refuses_deterministic_mode(op):
-    make_inputs, fn, _ = OPS[op]
-    inputs = [t.requires_grad_(True) for t in make_inputs((1, 3, 8, 8), torch.float32, "cuda", "contiguous")]
-    out = fn(*inputs, "border", backend="cuda")
+@contextlib.contextmanager
+def deterministic_mode():
+    previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        with pytest.raises(RuntimeError, match="does not have a deterministic implementation"):
-            out.sum().backward()
+        yield
     finally:
-        torch.use_deterministic_algorithms(False)
+        torch.use_deterministic_algorithms(previous)
+
+
+def converging_inputs(op, shape, dtype, layout):
+    """Inputs whose flow sends every pixel into a 4x4 patch in the middle of the image, plus a few NaN and
+    ±Inf flows: thousands of contributions land on each of a few image pixels, where float atomics add in
+    a different order on every run."""
+    make_inputs, _, _ = OPS[op]
+    inputs = make_inputs(shape, dtype, "cuda", layout)
+    b, _, h, w = shape
+    ys = torch.arange(h, device="cuda", dtype=torch.float64).view(1, h, 1).expand(b, h, w)
+    xs = torch.arange(w, device="cuda", dtype=torch.float64).view(1, 1, w).expand(b, h, w)
+    jitter = torch.rand(b, 2, h, w, device="cuda", dtype=torch.float64) * 3.7
+    flow = torch.stack((w / 2 - 2 - xs, h / 2 - 2 - ys), dim=1) + jitter
+    flow[0, 0, 1, 2], flow[0, 1, 3, 4], flow[-1, 0, 5, 6] = float("nan"), float("inf"), float("-inf")
+    flow = flow.to(dtype)
+    inputs[1] = flow.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else flow
+    return inputs
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("op", OPS)
+def test_cuda_backward_is_bit_identical_in_deterministic_mode(op, dtype, layout):
+    _, fn, _ = OPS[op]
+    torch.manual_seed(11)
+    inputs = converging_inputs(op, (2, 5, 64, 96), dtype, layout)
+    with deterministic_mode():
+        first_out, first = run_with_grads(fn, inputs, "border", backend="cuda")
+        second_out, second = run_with_grads(fn, inputs, "border", backend="cuda")
+    # Compare bits, so that NaN equals NaN and -0 differs from +0.
+    bits = torch.int16 if dtype == torch.bfloat16 else torch.int32
+    assert torch.equal(first_out.view(bits), second_out.view(bits))
+    for g1, g2 in zip(first, second):
+        assert g1.dtype == g2.dtype == dtype
+        assert torch.equal(g1.view(bits), g2.view(bits))
+    # The deterministic path changes only the order of the additions: the atomic path's result to the
+    # rounding of sums of thousands of terms (looser than one op's rounding), NaN in the same places.
+    _, atomic = run_with_grads(fn, inputs, "border", backend="cuda")
+    for g, ga in zip(first, atomic):
+        error = rel_error(g, ga)
+        assert error <= (1e-4 if dtype == torch.float32 else 2e-2), f"deterministic vs atomic: {error:.3g}"
+
+
+@pytest.mark.parametrize("padding_mode", ["border", "zeros"])
+@pytest.mark.parametrize("op", OPS)
+def test_cuda_deterministic_backward_matches_reference(op, padding_mode):
+    make_inputs, fn, ref = OPS[op]
+    torch.manual_seed(12)
+    inputs = make_inputs((2, 3, 33, 47), torch.float32, "cuda", "strided")
+    with deterministic_mode():
+        out, grads = run_with_grads(fn, inputs, padding_mode, backend="cuda")
+    ref_out, ref_grads = run_with_grads(ref, [t.double() for t in inputs], padding_mode, grad_dtype=torch.float32)
+    assert_close_to_reference(out, ref_out, torch.float32, f"{op} output")
+    for g, rg in zip(grads, ref_grads):
+        assert_close_to_reference(g, rg, torch.float32, f"{op} gradient")
 
 
 @pytest.mark.parametrize("op", OPS)
