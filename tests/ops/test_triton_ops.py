@@ -269,3 +269,48 @@ def test_meta_tensors_give_shapes():
     flow = make_flow(2, 8, 9).to("meta")
     assert torch.ops.vid2vid_fast_triton.flow_warp(img, flow, "border").shape == img.shape
     assert torch.ops.vid2vid_fast_triton.masked_warp_l1(img, flow, img, img[:, :1], "border").shape == ()
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_64bit_offsets_path(op, deterministic, monkeypatch, request):
+    """The 64-bit offset variants of every kernel, on small tensors: the launcher is told that int32 offsets
+    never suffice (real sizes past 2^31 elements: test_64bit_offsets, on a GPU)."""
+    from vid2vid_fast.ops.triton import launch
+
+    monkeypatch.setattr(launch, "_INT32_LIMIT", 0)
+    if deterministic:
+        request.getfixturevalue("deterministic_poisoned")
+    check_op(op, (2, 3, 4, 5), torch.float32, "channels_last", "zeros", seed=29)
+
+
+def test_direct_op_calls_are_checked():
+    """torch.ops.vid2vid_fast_triton.* checks its arguments too: a wrong shape must never reach a kernel."""
+    img, flow = torch.rand(1, 3, 4, 5, device=DEVICE), torch.rand(1, 2, 4, 6, device=DEVICE)
+    with pytest.raises(ValueError, match="flow must have shape"):
+        torch.ops.vid2vid_fast_triton.flow_warp(img, flow, "border")
+    flow = torch.rand(1, 2, 4, 5, device=DEVICE)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        torch.ops.vid2vid_fast_triton.warp_blend(img, flow, img, img, "border")
+    with pytest.raises(ValueError, match="grad_out must have shape"):
+        torch.ops.vid2vid_fast_triton.flow_warp_backward(img[:, :2], img, flow, "border", [True, True])
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        torch.ops.vid2vid_fast_triton.flow_warp(img, flow, "reflect")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs a GPU with about 24 GB free")
+def test_64bit_offsets():
+    """numel >= 2^31: the kernels switch to 64-bit offsets (fp16, about 4.3 GB per image)."""
+    free, _ = torch.cuda.mem_get_info()
+    if free < 24 * 2**30:
+        pytest.skip("needs about 24 GB of free GPU memory")
+    from vid2vid_fast.ops import reference
+
+    b, c, h, w = 1, 2, 32768, 32769  # 2 * 32768 * 32769 > 2^31
+    img = torch.rand(b, c, h, w, device="cuda", dtype=torch.float16)
+    flow = torch.full((b, 2, h, w), 0.5, device="cuda", dtype=torch.float16)
+    out = v2v.flow_warp(img, flow, "zeros", backend="triton")
+    tail = (slice(None), slice(None), slice(h - 3, h), slice(w - 3, w))  # only a 64-bit offset reaches it
+    expected = reference.flow_warp(img[:, :, h - 4 :, w - 4 :].float(), flow[:, :, h - 4 :, w - 4 :].float(), "zeros")
+    assert torch.allclose(out[tail].float(), expected[:, :, 1:, 1:], atol=1e-3)

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..checks import check_image_and_flow, check_like, check_padding_mode
 from . import kernels
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -36,14 +37,24 @@ class Launch:
         self.kernel[self.grid](**self.args)
 
 
-def _check_device(t):
-    if t.device.type == "cuda":
-        return
-    if t.device.type == "cpu" and _INTERPRETED:
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check(img, img_name, flow, others=(), grad_out=None):
+    """The ops' checks again, for callers of torch.ops.vid2vid_fast_triton.* that skip the public functions:
+    a wrong shape here would be an out-of-bounds access on the GPU. others: (tensor, name, channels)."""
+    check_image_and_flow(img, flow, img_name)
+    for t, name, channels in others:
+        check_like(t, name, img, img_name, channels=channels)
+    if img.dtype not in _DTYPES:
+        raise TypeError(f"the triton backend supports {', '.join(map(str, _DTYPES))}, got {img_name} of {img.dtype}")
+    if grad_out is not None:
+        check_like(grad_out, "grad_out", img, img_name)
+    if img.device.type == "cuda" or (img.device.type == "cpu" and _INTERPRETED):
         return
     raise RuntimeError(
         f"the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 set before import for CPU tensors), "
-        f"got tensors on {t.device}"
+        f"got tensors on {img.device}"
     )
 
 
@@ -77,8 +88,11 @@ def _blocks(n_pixels, C):
 
 
 def _common(img, n_pixels, zeros, int64):
+    """Arguments every op kernel takes, and its grid. Pixel indices need 64 bits too when there are that many
+    pixels (an expanded tensor's offsets can all be small)."""
     B, C, H, W = img.shape
     block_p, block_c = _blocks(n_pixels, C)
+    int64 = int64 or n_pixels >= _INT32_LIMIT
     args = dict(n_pixels=n_pixels, C=C, H=H, W=W, ZEROS=zeros, ACC=_ACC.get(img.dtype, tl.float32), INT64=int64,
                 BLOCK_P=block_p, BLOCK_C=block_c)
     return args, (triton.cdiv(n_pixels, block_p),)
@@ -89,8 +103,7 @@ def _acc_dtype(t):
 
 
 def _zeros_padding(padding_mode):
-    if padding_mode not in ("border", "zeros"):
-        raise ValueError(f"padding_mode must be one of ('border', 'zeros'), got {padding_mode!r}")
+    check_padding_mode(padding_mode)
     return padding_mode == "zeros"
 
 
@@ -140,7 +153,7 @@ class _ImageGrad:
         B, C, H, W = self.like.shape
         block_p, block_c = _blocks(n, C)
         args = dict(acc=self.acc, order=order, starts=starts, ends=ends, contrib=self.contrib, n_pixels=n, C=C, H=H,
-                    W=W, **_strides(self.acc, "a"), INT64=_needs_int64(self.acc, extra=4 * n * C),
+                    W=W, **_strides(self.acc, "a"), INT64=_needs_int64(self.acc, extra=4 * n * C + n),
                     BLOCK_P=block_p, BLOCK_C=block_c)
         return Launch(kernels.gather_sum_kernel, (triton.cdiv(n, block_p),), args)
 
@@ -168,7 +181,7 @@ def plan_flow_warp_forward(img, flow, out, padding_mode):
 
 
 def flow_warp(img, flow, padding_mode):
-    _check_device(img)
+    _check(img, "img", flow)
     out = torch.empty_like(img)
     if out.numel() > 0:
         plan_flow_warp_forward(img, flow, out, padding_mode).run()
@@ -189,7 +202,7 @@ def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, padding_mo
 
 
 def flow_warp_backward(grad_out, img, flow, padding_mode, output_mask, deterministic):
-    _check_device(img)
+    _check(img, "img", flow, grad_out=grad_out)
     need_img, need_flow = output_mask
     grad_img = _ImageGrad(img, need_img, deterministic)
     grad_flow = torch.empty_like(flow) if need_flow else None
@@ -212,7 +225,7 @@ def plan_warp_blend_forward(prev, flow, raw, weight, out, padding_mode):
 
 
 def warp_blend(prev, flow, raw, weight, padding_mode):
-    _check_device(prev)
+    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))])
     out = torch.empty_like(raw)
     if out.numel() > 0:
         plan_warp_blend_forward(prev, flow, raw, weight, out, padding_mode).run()
@@ -237,7 +250,7 @@ def plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_
 
 
 def warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, output_mask, deterministic):
-    _check_device(prev)
+    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))], grad_out=grad_out)
     need_prev, need_flow, need_raw, need_weight = output_mask
     grad_prev = _ImageGrad(prev, need_prev, deterministic)
     grad_flow = torch.empty_like(flow) if need_flow else None
@@ -276,7 +289,7 @@ def masked_warp_l1_partials(src, n):
 
 
 def masked_warp_l1(src, flow, target, mask, padding_mode):
-    _check_device(src)
+    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
     if src.numel() == 0:
         return torch.full((), float("nan"), dtype=src.dtype, device=src.device)  # the mean of nothing
     partials = masked_warp_l1_partials(src, _pixels(src))
@@ -303,9 +316,10 @@ def plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_
 
 
 def masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, output_mask, deterministic):
-    _check_device(src)
-    if grad_out.numel() != 1:
-        raise ValueError(f"grad_out of masked_warp_l1 must be a scalar, got shape {tuple(grad_out.shape)}")
+    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
+    if grad_out.numel() != 1 or grad_out.device != src.device:
+        raise ValueError(f"grad_out of masked_warp_l1 must be a scalar on {src.device}, got shape "
+                         f"{tuple(grad_out.shape)} on {grad_out.device}")
     need_src, need_flow, need_target, need_mask = output_mask
     grad_src = _ImageGrad(src, need_src, deterministic)
     grad_flow = torch.empty_like(flow) if need_flow else None
