@@ -23,6 +23,7 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Above this, element offsets (plus a block of padding lanes) may not fit int32: kernels use int64.
 _INT32_LIMIT = 2**31 - 2**16
 
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ACC = {torch.float64: tl.float64}
 _ACC_TORCH = {torch.float64: torch.float64}
 
@@ -35,9 +36,6 @@ class Launch:
 
     def run(self):
         self.kernel[self.grid](**self.args)
-
-
-_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
 def _check(img, img_name, flow, others=(), grad_out=None):
