@@ -149,8 +149,8 @@ def _scatter(acc, acc_sc, o00, o01, o10, o11, contrib, contrib_stride, offs, C, 
     per-corner contributions into contrib, laid out (4, pixels, C), for gather_sum_kernel."""
     g0 = g * wy0[:, None]
     g1 = g * wy1[:, None]
+    keep = ok[:, None] & m2
     if DETERMINISTIC:
-        keep = ok[:, None] & m2
         at = contrib + offs[:, None] * C + ch[None, :]
         at1 = at + contrib_stride
         at2 = at1 + contrib_stride
@@ -160,7 +160,6 @@ def _scatter(acc, acc_sc, o00, o01, o10, o11, contrib, contrib_stride, offs, C, 
         tl.store(at2, tl.where(keep, g1 * wx0[:, None], 0.0), mask=m2)
         tl.store(at3, tl.where(keep, g1 * wx1[:, None], 0.0), mask=m2)
     else:
-        keep = ok[:, None] & m2
         co = (ch * acc_sc)[None, :]
         tl.atomic_add(acc + o00[:, None] + co, g0 * wx0[:, None], mask=keep, sem="relaxed")
         tl.atomic_add(acc + o01[:, None] + co, g0 * wx1[:, None], mask=keep, sem="relaxed")
