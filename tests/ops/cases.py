@@ -5,7 +5,7 @@ import torch
 
 import vid2vid_fast as v2v
 from vid2vid_fast.ops import reference
-from vid2vid_fast.ops.backends import EXTENSION_DEVICES
+from vid2vid_fast.ops.backends import EXTENSION_DEVICES, TRITON_IMPORTABLE, TRITON_INTERPRETED
 
 # Relative error (max |a - b| / max |b|) allowed against the float64 reference.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
@@ -15,17 +15,24 @@ LAYOUTS = ("contiguous", "channels_last", "strided")
 
 
 def device_of(backend):
+    if backend == "triton":
+        return "cpu" if TRITON_INTERPRETED else "cuda"
     return "cuda" if backend == "cuda" else "cpu"
 
 
 def compiled_backend_params():
-    """The extension's backends for this machine: "cpu", and "cuda" where there is a GPU."""
-    names = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    """The kernel backends for this machine: the extension's "cpu", and "cuda" and "triton" where there is a
+    GPU. (Triton under the interpreter is too slow for the full matrices: test_triton_ops.py covers it.)"""
+    names = ["cpu"] + (["cuda", "triton"] if torch.cuda.is_available() else [])
     return [
         pytest.param(
             name,
-            marks=[pytest.mark.cuda] * (name == "cuda")
-            + [pytest.mark.skipif(name not in EXTENSION_DEVICES, reason=f"the extension has no {name} kernels")],
+            marks=[pytest.mark.cuda] * (name != "cpu")
+            + [
+                pytest.mark.skipif(name == "triton" and not TRITON_IMPORTABLE, reason="triton is not installed"),
+                pytest.mark.skipif(name in ("cpu", "cuda") and name not in EXTENSION_DEVICES,
+                                   reason=f"the extension has no {name} kernels"),
+            ],
         )
         for name in names
     ]

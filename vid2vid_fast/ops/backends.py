@@ -1,11 +1,13 @@
 """Which implementation runs an op: loading the compiled extension and choosing a backend.
 
 Backends: "reference" (pure PyTorch, grid_sample based), "cpu" and "cuda" (the compiled extension
-vid2vid_fast._C). "auto" picks the extension's kernel for the tensor's device when it is there, and
-the reference otherwise.
+vid2vid_fast._C), "triton" (Triton kernels, CUDA tensors; CPU tensors too under TRITON_INTERPRET=1, for
+tests). "auto" picks the extension's kernel for the tensor's device when it is there, then Triton on
+CUDA, and the reference otherwise.
 """
 
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -16,7 +18,7 @@ import torch
 
 log = logging.getLogger("vid2vid_fast")
 
-BACKENDS = ("auto", "reference", "cpu", "cuda")
+BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
 
 _SOURCE_DIR = Path(__file__).resolve().parents[2] / "csrc"
 
@@ -96,10 +98,23 @@ def _extension_has(device_type):
     return device_type in EXTENSION_DEVICES
 
 
+# Constants, so torch.compile traces through the backend choice. The interpreter must be chosen before
+# triton compiles anything, so it is read once, at import.
+TRITON_IMPORTABLE = importlib.util.find_spec("triton") is not None
+TRITON_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _triton_runs_on(device_type):
+    return TRITON_IMPORTABLE and (device_type == "cuda" or (device_type == "cpu" and TRITON_INTERPRETED))
+
+
 def available_backends(device="cpu"):
-    """The backends that can run on `device` (a torch.device or string), fastest first."""
+    """The backends that can run on `device` (a torch.device or string), fastest first. (Triton's
+    interpreter also runs backend="triton" on CPU tensors, but far too slowly to be listed here.)"""
     device_type = torch.device(device).type
     names = [device_type] if device_type in ("cpu", "cuda") and _extension_has(device_type) else []
+    if device_type == "cuda" and _triton_runs_on("cuda"):
+        names.append("triton")
     return names + ["reference"]
 
 
@@ -115,9 +130,20 @@ def resolve_backend(backend, device):
         if not _extension_has(backend):
             why = EXTENSION_SOURCE if not EXTENSION_LOADED else "the extension was built without CUDA kernels"
             raise RuntimeError(f"backend={backend!r} is unavailable: {why}")
+    if backend == "triton":
+        if not TRITON_IMPORTABLE:
+            raise RuntimeError("backend='triton' is unavailable: triton is not installed (pip install triton)")
+        if not _triton_runs_on(device.type):
+            raise ValueError(
+                f"backend='triton' needs CUDA tensors (or CPU tensors with TRITON_INTERPRET=1 set before import), "
+                f"got tensors on {device}"
+            )
     return backend
 
 if EXTENSION_LOADED:
     from . import registration
 
     registration.register()
+
+if TRITON_IMPORTABLE:
+    from .triton import registration as triton_registration  # noqa: F401  (defines vid2vid_fast_triton::*)

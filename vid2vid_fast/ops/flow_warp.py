@@ -15,14 +15,16 @@ def flow_warp(img, flow, padding_mode="border", *, backend="auto"):
     at integer coordinates (align_corners=True). padding_mode "border" takes the nearest edge pixel for
     positions outside the image (grid_sample's border mode, FlowNet2's Resample2d); "zeros" lets pixels
     outside contribute 0. A NaN flow gives a NaN output pixel; ±Inf flows sample like far positions.
-    Differentiable with respect to img and flow. backend: "auto", "reference", "cpu" or "cuda".
+    Differentiable with respect to img and flow. backend: "auto", "reference", "cpu", "cuda" or "triton".
     """
     img, flow = autocast_inputs(img, flow)
     check_image_and_flow(img, flow, "img")
     check_padding_mode(padding_mode)
-    if resolve_backend(backend, img.device) == "reference":
+    backend = resolve_backend(backend, img.device)
+    if backend == "reference":
         return reference.flow_warp(img, flow, padding_mode)
-    return torch.ops.vid2vid_fast.flow_warp(img, flow, padding_mode)
+    ops = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
+    return ops.flow_warp(img, flow, padding_mode)
 
 
 def resample2d(img, flow, *, backend="auto"):

@@ -20,9 +20,11 @@ def masked_warp_l1(src, flow, target, mask, padding_mode="border", *, backend="a
     check_like(target, "target", src, "src")
     check_like(mask, "mask", src, "src", channels=(1, src.shape[1]))
     check_padding_mode(padding_mode)
-    if resolve_backend(backend, src.device) == "reference":
+    backend = resolve_backend(backend, src.device)
+    if backend == "reference":
         return reference.masked_warp_l1(src, flow, target, mask, padding_mode)
-    return torch.ops.vid2vid_fast.masked_warp_l1(src, flow, target, mask, padding_mode)
+    ops = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
+    return ops.masked_warp_l1(src, flow, target, mask, padding_mode)
 
 
 class MaskedWarpL1Loss(nn.Module):

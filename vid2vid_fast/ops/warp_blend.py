@@ -20,9 +20,11 @@ def warp_blend(prev, flow, raw, weight, padding_mode="border", *, backend="auto"
     check_like(raw, "raw", prev, "prev")
     check_like(weight, "weight", prev, "prev", channels=(1,))
     check_padding_mode(padding_mode)
-    if resolve_backend(backend, prev.device) == "reference":
+    backend = resolve_backend(backend, prev.device)
+    if backend == "reference":
         return reference.warp_blend(prev, flow, raw, weight, padding_mode)
-    return torch.ops.vid2vid_fast.warp_blend(prev, flow, raw, weight, padding_mode)
+    ops = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
+    return ops.warp_blend(prev, flow, raw, weight, padding_mode)
 
 
 class WarpBlend(nn.Module):

@@ -1,0 +1,340 @@
+"""Host side of the Triton kernels: allocation, launch parameters, the deterministic image-gradient path.
+
+Every launch goes through a `Launch` (kernel, grid, keyword arguments), built by a `plan_*` function and
+then run; tests/ops/test_triton_aot.py compiles the plans' exact argument sets ahead of time for sm_80 and
+sm_90, so the variants the launchers really use are the ones CI compiles.
+
+Outputs take an input's layout with empty_like's rules, as the C++ kernels and the fake implementations
+do. Image gradients are accumulated in float32 (float64 for float64 inputs) and cast at the end.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+from ..checks import check_image_and_flow, check_like, check_padding_mode
+from . import kernels
+
+_INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# Above this, element offsets (plus a block of padding lanes) may not fit int32: kernels use int64.
+_INT32_LIMIT = 2**31 - 2**16
+
+_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_ACC = {torch.float64: tl.float64}
+_ACC_TORCH = {torch.float64: torch.float64}
+
+
+@dataclass
+class Launch:
+    kernel: object
+    grid: tuple
+    args: dict
+
+    def run(self):
+        self.kernel[self.grid](**self.args)
+
+
+def _check(img, img_name, flow, others=(), grad_out=None):
+    """The ops' checks again, for callers of torch.ops.vid2vid_fast_triton.* that skip the public functions:
+    a wrong shape here would be an out-of-bounds access on the GPU. others: (tensor, name, channels)."""
+    check_image_and_flow(img, flow, img_name)
+    for t, name, channels in others:
+        check_like(t, name, img, img_name, channels=channels)
+    if img.dtype not in _DTYPES:
+        raise TypeError(f"the triton backend supports {', '.join(map(str, _DTYPES))}, got {img_name} of {img.dtype}")
+    if grad_out is not None:
+        check_like(grad_out, "grad_out", img, img_name)
+    if img.device.type == "cuda" or (img.device.type == "cpu" and _INTERPRETED):
+        return
+    raise RuntimeError(
+        f"the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 set before import for CPU tensors), "
+        f"got tensors on {img.device}"
+    )
+
+
+def _strides(t, prefix):
+    """The four strides of a (B, C, H, W) tensor; a single channel broadcasts (channel stride 0)."""
+    sn, sc, sy, sx = t.stride()
+    return {f"{prefix}_sn": sn, f"{prefix}_sc": 0 if t.shape[1] == 1 else sc, f"{prefix}_sy": sy, f"{prefix}_sx": sx}
+
+
+def _strides3(t, prefix):
+    """Strides of a (B, 1, H, W) tensor without its channel."""
+    sn, _, sy, sx = t.stride()
+    return {f"{prefix}_sn": sn, f"{prefix}_sy": sy, f"{prefix}_sx": sx}
+
+
+def _max_offset(t):
+    return sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0)
+
+
+def _needs_int64(*tensors, extra=0):
+    return max([extra, *(_max_offset(t) for t in tensors)]) >= _INT32_LIMIT
+
+
+def _blocks(n_pixels, C):
+    """(BLOCK_P, BLOCK_C): channel tiles up to 16 wide, about 1024 elements a tile on a GPU. The interpreter
+    pays per program, not per element, so there one program covers as many pixels as it can."""
+    block_c = min(triton.next_power_of_2(max(C, 1)), 16)
+    if _INTERPRETED:
+        return min(triton.next_power_of_2(max(n_pixels, 1)), 4096), block_c
+    return max(1024 // block_c, 64), block_c
+
+
+def _common(img, n_pixels, zeros, int64):
+    """Arguments every op kernel takes, and its grid. Pixel indices need 64 bits too when there are that many
+    pixels (an expanded tensor's offsets can all be small)."""
+    B, C, H, W = img.shape
+    block_p, block_c = _blocks(n_pixels, C)
+    int64 = int64 or n_pixels >= _INT32_LIMIT
+    args = dict(n_pixels=n_pixels, C=C, H=H, W=W, ZEROS=zeros, ACC=_ACC.get(img.dtype, tl.float32), INT64=int64,
+                BLOCK_P=block_p, BLOCK_C=block_c)
+    return args, (triton.cdiv(n_pixels, block_p),)
+
+
+def _acc_dtype(t):
+    return _ACC_TORCH.get(t.dtype, torch.float32)
+
+
+def _zeros_padding(padding_mode):
+    check_padding_mode(padding_mode)
+    return padding_mode == "zeros"
+
+
+def _pixels(t):
+    B, _, H, W = t.shape
+    return B * H * W
+
+
+class _ImageGrad:
+    """The gradient of a warped image: an accumulation buffer laid out like the image, and in deterministic
+    mode the per-corner contributions and their keys, summed in a fixed order by finish()."""
+
+    def __init__(self, like, needed, deterministic):
+        self.like = like
+        self.needed = needed
+        self.deterministic = needed and deterministic
+        n, C = _pixels(like), like.shape[1]
+        self.acc = torch.zeros_like(like, dtype=_acc_dtype(like)) if needed else None
+        if self.deterministic:
+            self.keys = torch.empty(4 * n, dtype=torch.int64, device=like.device)
+            self.contrib = torch.empty(4 * n * C, dtype=self.acc.dtype, device=like.device)
+        else:
+            self.keys = self.contrib = None
+
+    def args(self, name, prefix):
+        """Kernel arguments: the buffers (a harmless stand-in where unused) and strides."""
+        stand_in = self.like
+        return {
+            name: self.acc if self.needed else stand_in,
+            "keys": self.keys if self.deterministic else stand_in,
+            "contrib": self.contrib if self.deterministic else stand_in,
+            "contrib_stride": _pixels(self.like) * self.like.shape[1],
+            **_strides(self.acc if self.needed else stand_in, prefix),
+        }
+
+    def contrib_size(self):
+        return 4 * _pixels(self.like) * self.like.shape[1] if self.deterministic else 0
+
+    def plan_gather(self):
+        """Deterministic mode: sorts the keys (stably, so equal keys keep the order of the outputs that sent
+        them) and plans the kernel that adds each pixel's contributions in that order."""
+        n = _pixels(self.like)
+        sorted_keys, order = torch.sort(self.keys, stable=True)
+        pixels = torch.arange(n, dtype=torch.int64, device=self.like.device)
+        starts = torch.searchsorted(sorted_keys, pixels)
+        ends = torch.searchsorted(sorted_keys, pixels, right=True)
+        B, C, H, W = self.like.shape
+        block_p, block_c = _blocks(n, C)
+        args = dict(acc=self.acc, order=order, starts=starts, ends=ends, contrib=self.contrib, n_pixels=n, C=C, H=H,
+                    W=W, **_strides(self.acc, "a"), INT64=_needs_int64(self.acc, extra=4 * n * C + n),
+                    BLOCK_P=block_p, BLOCK_C=block_c)
+        return Launch(kernels.gather_sum_kernel, (triton.cdiv(n, block_p),), args)
+
+    def finish(self):
+        if not self.needed:
+            return self.like.new_empty((0,))
+        if self.deterministic and self.like.numel() > 0:
+            self.plan_gather().run()
+        return self.acc if self.acc.dtype == self.like.dtype else self.acc.to(self.like.dtype)
+
+
+def _unrequested(like):
+    return like.new_empty((0,))
+
+
+# ---------------------------------------------------------------------------------------------- flow_warp
+
+
+def plan_flow_warp_forward(img, flow, out, padding_mode):
+    n = _pixels(img)
+    common, grid = _common(img, n, _zeros_padding(padding_mode), _needs_int64(img, flow, out))
+    args = dict(img=img, flow=flow, out=out, **common, **_strides(img, "img"), **_strides(flow, "flow"),
+                **_strides(out, "out"))
+    return Launch(kernels.flow_warp_forward_kernel, grid, args)
+
+
+def flow_warp(img, flow, padding_mode):
+    _check(img, "img", flow)
+    out = torch.empty_like(img)
+    if out.numel() > 0:
+        plan_flow_warp_forward(img, flow, out, padding_mode).run()
+    return out
+
+
+def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, padding_mode):
+    """grad_img is an _ImageGrad; grad_flow a tensor like flow, or None."""
+    n = _pixels(img)
+    int64 = _needs_int64(grad_out, img, flow, extra=grad_img.contrib_size())
+    common, grid = _common(img, n, _zeros_padding(padding_mode), int64)
+    args = dict(grad_out=grad_out, img=img, flow=flow, grad_flow=flow if grad_flow is None else grad_flow,
+                **grad_img.args("grad_img", "gi"), **common,
+                **_strides(grad_out, "go"), **_strides(img, "img"), **_strides(flow, "flow"),
+                **_strides(flow if grad_flow is None else grad_flow, "gf"),
+                NEED_IMG=grad_img.needed, NEED_FLOW=grad_flow is not None, DETERMINISTIC=grad_img.deterministic)
+    return Launch(kernels.flow_warp_backward_kernel, grid, args)
+
+
+def flow_warp_backward(grad_out, img, flow, padding_mode, output_mask, deterministic):
+    _check(img, "img", flow, grad_out=grad_out)
+    need_img, need_flow = output_mask
+    grad_img = _ImageGrad(img, need_img, deterministic)
+    grad_flow = torch.empty_like(flow) if need_flow else None
+    if img.numel() > 0 and (need_img or need_flow):
+        plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, padding_mode).run()
+    elif need_flow:
+        grad_flow.zero_()
+    return grad_img.finish(), grad_flow if need_flow else _unrequested(flow)
+
+
+# --------------------------------------------------------------------------------------------- warp_blend
+
+
+def plan_warp_blend_forward(prev, flow, raw, weight, out, padding_mode):
+    n = _pixels(prev)
+    common, grid = _common(prev, n, _zeros_padding(padding_mode), _needs_int64(prev, flow, raw, weight, out))
+    args = dict(prev=prev, flow=flow, raw=raw, weight=weight, out=out, **common, **_strides(prev, "prev"),
+                **_strides(flow, "flow"), **_strides(raw, "raw"), **_strides3(weight, "w"), **_strides(out, "out"))
+    return Launch(kernels.warp_blend_forward_kernel, grid, args)
+
+
+def warp_blend(prev, flow, raw, weight, padding_mode):
+    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))])
+    out = torch.empty_like(raw)
+    if out.numel() > 0:
+        plan_warp_blend_forward(prev, flow, raw, weight, out, padding_mode).run()
+    return out
+
+
+def plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_flow, grad_raw, grad_weight,
+                             padding_mode):
+    n = _pixels(prev)
+    int64 = _needs_int64(grad_out, prev, flow, raw, weight, extra=grad_prev.contrib_size())
+    common, grid = _common(prev, n, _zeros_padding(padding_mode), int64)
+    gf = flow if grad_flow is None else grad_flow
+    gr = raw if grad_raw is None else grad_raw
+    gw = weight if grad_weight is None else grad_weight
+    args = dict(grad_out=grad_out, prev=prev, flow=flow, raw=raw, weight=weight, grad_flow=gf, grad_raw=gr,
+                grad_weight=gw, **grad_prev.args("grad_prev", "gp"), **common,
+                **_strides(grad_out, "go"), **_strides(prev, "prev"), **_strides(flow, "flow"), **_strides(raw, "raw"),
+                **_strides3(weight, "w"), **_strides(gf, "gf"), **_strides(gr, "gr"), **_strides3(gw, "gw"),
+                NEED_PREV=grad_prev.needed, NEED_FLOW=grad_flow is not None, NEED_RAW=grad_raw is not None,
+                NEED_WEIGHT=grad_weight is not None, DETERMINISTIC=grad_prev.deterministic)
+    return Launch(kernels.warp_blend_backward_kernel, grid, args)
+
+
+def warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, output_mask, deterministic):
+    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))], grad_out=grad_out)
+    need_prev, need_flow, need_raw, need_weight = output_mask
+    grad_prev = _ImageGrad(prev, need_prev, deterministic)
+    grad_flow = torch.empty_like(flow) if need_flow else None
+    grad_raw = torch.empty_like(raw) if need_raw else None
+    grad_weight = torch.empty_like(weight) if need_weight else None
+    others = [g for g in (grad_flow, grad_raw, grad_weight) if g is not None]
+    if prev.numel() > 0 and (need_prev or others):
+        plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_flow, grad_raw, grad_weight,
+                                 padding_mode).run()
+    else:
+        for g in others:
+            g.zero_()
+    return (
+        grad_prev.finish(),
+        grad_flow if need_flow else _unrequested(flow),
+        grad_raw if need_raw else _unrequested(raw),
+        grad_weight if need_weight else _unrequested(weight),
+    )
+
+
+# ----------------------------------------------------------------------------------------- masked_warp_l1
+
+
+def plan_masked_warp_l1_forward(src, flow, target, mask, partials, padding_mode):
+    n = _pixels(src)
+    common, grid = _common(src, n, _zeros_padding(padding_mode), _needs_int64(src, flow, target, mask))
+    args = dict(src=src, flow=flow, target=target, mask=mask, partials=partials, **common, **_strides(src, "src"),
+                **_strides(flow, "flow"), **_strides(target, "t"), **_strides(mask, "m"))
+    return Launch(kernels.masked_warp_l1_forward_kernel, grid, args)
+
+
+def masked_warp_l1_partials(src, n):
+    """The buffer of per-program partial sums for n pixels."""
+    block_p, _ = _blocks(n, src.shape[1])
+    return torch.empty(triton.cdiv(n, block_p), dtype=_acc_dtype(src), device=src.device)
+
+
+def masked_warp_l1(src, flow, target, mask, padding_mode):
+    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
+    if src.numel() == 0:
+        return torch.full((), float("nan"), dtype=src.dtype, device=src.device)  # the mean of nothing
+    partials = masked_warp_l1_partials(src, _pixels(src))
+    plan_masked_warp_l1_forward(src, flow, target, mask, partials, padding_mode).run()
+    return (partials.sum(dtype=torch.float64) / src.numel()).to(src.dtype)
+
+
+def plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_flow, grad_target, grad_mask,
+                                 padding_mode):
+    n = _pixels(src)
+    int64 = _needs_int64(src, flow, target, mask, extra=grad_src.contrib_size())
+    common, grid = _common(src, n, _zeros_padding(padding_mode), int64)
+    gf = flow if grad_flow is None else grad_flow
+    gt = target if grad_target is None else grad_target
+    gm = mask if grad_mask is None else grad_mask
+    args = dict(scale=scale, src=src, flow=flow, target=target, mask=mask, grad_flow=gf, grad_target=gt,
+                grad_mask=gm, **grad_src.args("grad_src", "gs"), **common,
+                **_strides(src, "src"), **_strides(flow, "flow"), **_strides(target, "t"), **_strides(mask, "m"),
+                **_strides(gf, "gf"), **_strides(gt, "gt"), **_strides(gm, "gm"),
+                NEED_SRC=grad_src.needed, NEED_FLOW=grad_flow is not None, NEED_TARGET=grad_target is not None,
+                NEED_MASK=grad_mask is not None, MASK_PER_CHANNEL=mask.shape[1] != 1 or src.shape[1] == 1,
+                DETERMINISTIC=grad_src.deterministic)
+    return Launch(kernels.masked_warp_l1_backward_kernel, grid, args)
+
+
+def masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, output_mask, deterministic):
+    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
+    if grad_out.numel() != 1 or grad_out.device != src.device:
+        raise ValueError(f"grad_out of masked_warp_l1 must be a scalar on {src.device}, got shape "
+                         f"{tuple(grad_out.shape)} on {grad_out.device}")
+    need_src, need_flow, need_target, need_mask = output_mask
+    grad_src = _ImageGrad(src, need_src, deterministic)
+    grad_flow = torch.empty_like(flow) if need_flow else None
+    grad_target = torch.empty_like(target) if need_target else None
+    grad_mask = torch.empty_like(mask) if need_mask else None
+    others = [g for g in (grad_flow, grad_target, grad_mask) if g is not None]
+    if src.numel() > 0 and (need_src or others):
+        # d(mean)/d(element), on the device: no host synchronisation.
+        scale = (grad_out.reshape(1).to(_acc_dtype(src)) / src.numel()).contiguous()
+        plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_flow, grad_target, grad_mask,
+                                     padding_mode).run()
+    else:
+        for g in others:
+            g.zero_()
+    return (
+        grad_src.finish(),
+        grad_flow if need_flow else _unrequested(flow),
+        grad_target if need_target else _unrequested(target),
+        grad_mask if need_mask else _unrequested(mask),
+    )
