@@ -18,7 +18,7 @@ def test_available_backends_lists_reference_last():
 
 
 def test_auto_picks_the_fastest_available():
-    assert backends.resolve_backend("auto", torch.device("cpu")) == v2v.available_backends("cpu")[0]
+    assert backends.resolve_backend("auto", "flow_warp", torch.zeros(1, 1, 2, 2)) == v2v.available_backends("cpu")[0]
 
 
 def test_without_extension_everything_falls_back_and_says_why():

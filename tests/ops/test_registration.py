@@ -20,10 +20,11 @@ def test_opcheck(op, backend, dtype, layout):
     make_inputs = OPS[op][0]
     torch.manual_seed(1)
     inputs = [t.requires_grad_(True) for t in make_inputs((2, 3, 5, 7), dtype, device_of(backend), layout)]
-    forward = getattr(torch.ops.vid2vid_fast, op).default
+    namespace = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
+    forward = getattr(namespace, op).default
     torch.library.opcheck(forward, (*inputs, "zeros"))
     grad_out = torch.randn_like(forward(*inputs, "zeros"))
-    backward = getattr(torch.ops.vid2vid_fast, f"{op}_backward").default
+    backward = getattr(namespace, f"{op}_backward").default
     mask = [True] * len(inputs)
     detached = [t.detach() for t in inputs]
     torch.library.opcheck(backward, (grad_out, *detached, "border", mask))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from . import dispatch
+
 log = logging.getLogger("vid2vid_fast")
 
 BACKENDS = ("auto", "reference", "cpu", "cuda", "triton")
@@ -118,11 +120,16 @@ def available_backends(device="cpu"):
     return names + ["reference"]
 
 
-def resolve_backend(backend, device):
-    """The backend that runs an op on `device`: the one asked for, checked, or the fastest available."""
+def resolve_backend(backend, op, img):
+    """The backend that runs `op` on the image tensor `img` (img, prev or src): the one asked for, checked,
+    or with "auto" the fastest available. On CUDA tensors "auto" picks triton or cuda per op, dtype and
+    size from the measured table of dispatch.py."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    device = img.device
     if backend == "auto":
+        if device.type == "cuda":
+            return dispatch.pick_gpu_backend(op, img.dtype, img.numel(), available_backends(device))
         return available_backends(device)[0]
     if backend in ("cpu", "cuda"):
         if device.type != backend:

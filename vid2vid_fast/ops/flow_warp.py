@@ -20,7 +20,7 @@ def flow_warp(img, flow, padding_mode="border", *, backend="auto"):
     img, flow = autocast_inputs(img, flow)
     check_image_and_flow(img, flow, "img")
     check_padding_mode(padding_mode)
-    backend = resolve_backend(backend, img.device)
+    backend = resolve_backend(backend, "flow_warp", img)
     if backend == "reference":
         return reference.flow_warp(img, flow, padding_mode)
     ops = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast

@@ -20,7 +20,7 @@ def masked_warp_l1(src, flow, target, mask, padding_mode="border", *, backend="a
     check_like(target, "target", src, "src")
     check_like(mask, "mask", src, "src", channels=(1, src.shape[1]))
     check_padding_mode(padding_mode)
-    backend = resolve_backend(backend, src.device)
+    backend = resolve_backend(backend, "masked_warp_l1", src)
     if backend == "reference":
         return reference.masked_warp_l1(src, flow, target, mask, padding_mode)
     ops = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast

@@ -20,7 +20,7 @@ def warp_blend(prev, flow, raw, weight, padding_mode="border", *, backend="auto"
     check_like(raw, "raw", prev, "prev")
     check_like(weight, "weight", prev, "prev", channels=(1,))
     check_padding_mode(padding_mode)
-    backend = resolve_backend(backend, prev.device)
+    backend = resolve_backend(backend, "warp_blend", prev)
     if backend == "reference":
         return reference.warp_blend(prev, flow, raw, weight, padding_mode)
     ops = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
