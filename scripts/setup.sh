@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 REQUIREMENTS=(
   "setuptools>=64" wheel ninja pybind11 numpy        # building the extension
-  "torch==2.14.1"
+  "torch==2.14.1" "torchvision==0.29.1" pyyaml         # torchvision: RAFT flow and the VGG19 layout
   pytest pytest-benchmark matplotlib                 # tests, benchmarks and their charts
   "av==18.1.0" pillow opencv-python-headless scikit-video tqdm nvidia-dali-cuda130  # video data path
 )
