@@ -146,6 +146,9 @@ class RunConfig:
     output_dir: str = opt("runs", "folder holding the runs")
     device: str = opt("auto", "auto = cuda when there is a GPU, else cpu", choices=["auto", "cpu", "cuda"])
     seed: int = opt(0, "random seed (the run is reproducible with the same seed)", minimum=0)
+    num_threads: int = opt(
+        0, "CPU threads torch uses per process (0 = torch's default; 1 is often faster on a busy machine)", minimum=0
+    )
     save_latest_freq: int = opt(1000, "write a checkpoint every N iterations (and at exit)", minimum=1)
     print_freq: int = opt(100, "log losses to TensorBoard every N iterations", minimum=1)
     display_freq: int = opt(500, "log image samples to TensorBoard every N iterations", minimum=1)
