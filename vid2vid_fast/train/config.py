@@ -175,11 +175,12 @@ PRESETS = {
     "demo": {
         "data": {
             "clips": ["bikes.mp4", "carphone_pristine.mp4"],
-            "edge_height": 128,
+            # edges are found at about the training size and frames keep it (sizes rounded to multiples
+            # of 32: 224x96 and 128x96), so that thin edges are not blurred away by a second resize
+            "edge_height": 96,
             "max_source_frames": 120,
             "held_out_frames": 24,
-            "load_size": 128,
-            "fine_size": 128,
+            "resize_or_crop": "none",
             "num_workers": 0,
         },
         "model": {"ngf": 16, "n_downsample_G": 2, "n_blocks": 4, "ndf": 16, "n_layers_D": 2, "num_D": 1,

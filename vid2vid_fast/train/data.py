@@ -9,6 +9,7 @@
 """
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -63,6 +64,12 @@ def split_held_out(root: Path, phase: str, held_out: int, n_frames_G: int, use_i
                 f"sequence {name} has {len(frames)} frames: too few to hold out {held_out} "
                 f"(training needs at least n_frames_G = {n_frames_G} more)"
             )
+    # reuse a complete split of the same frames: another process (a DDP rank, generate) may be reading it
+    listing = json.dumps({kind: {name: [str(f) for f in frames] for name, frames in sequences.items()}
+                          for kind, sequences in listed.items()}, sort_keys=True)
+    marker = split / ".complete.json"
+    if marker.is_file() and marker.read_text() == listing:
+        return split, "train", "test"
     tmp = split.with_name(f".{key}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     for kind, sequences in listed.items():
@@ -73,6 +80,7 @@ def split_held_out(root: Path, phase: str, held_out: int, n_frames_G: int, use_i
                 folder.mkdir(parents=True)
                 for frame in chosen:
                     (folder / frame.name).symlink_to(frame.resolve())
+    (tmp / ".complete.json").write_text(listing)
     shutil.rmtree(split, ignore_errors=True)
     os.replace(tmp, split)
     return split, "train", "test"
