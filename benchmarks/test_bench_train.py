@@ -19,7 +19,7 @@ from vid2vid_fast.train.trainer import Trainer
 def clip():
     config = make_config("demo")
     trainer = Trainer(config, progress=False)
-    batch = next(iter(trainer._loader(trainer._batches(1)[:1])))
+    batch = next(trainer.source.batches(1, config.schedule.n_frames_total))
     return batch["A"], batch["B"]
 
 

@@ -17,7 +17,7 @@ from vid2vid_fast.train.trainer import Trainer  # noqa: E402
 def main(data, out):
     trainer = Trainer(tiny_config(data, out, schedule={"max_iters": 4}))
     assert trainer.dist.world_size == 2, "run under torchrun --nproc_per_node 2"
-    clips = trainer.order.clips(1)
+    clips = trainer.source.order.clips(1)
     trainer.train()
     params = torch.cat([p.detach().flatten() for m in (trainer.G, trainer.D, trainer.D_T) for p in m.parameters()])
     gathered = [torch.zeros_like(params) for _ in range(2)]

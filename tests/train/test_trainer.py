@@ -53,7 +53,7 @@ def test_resume_is_bit_exact(data, tmp_path):
     states_equal(full, resumed)
     # the schedule: the last epoch (niter + niter_decay) trains at lr / niter_decay; clips doubled
     assert resumed.opt_G.param_groups[0]["lr"] == full.schedule.lr_at(2) == pytest.approx(2e-4)
-    assert resumed.dataset.n_frames_total == 8
+    assert resumed.source.dataset.n_frames_total == 8
 
 
 def test_every_network_trains(data, tmp_path):

@@ -41,7 +41,7 @@ def make_sequences(root, sequences=2, frames=9, size=(32, 32), seed=0) -> Path:
 def tiny_config(dataroot, output_dir, **sections):
     """A config that trains in well under a second per iteration on 2 CPU cores."""
     overrides = {
-        "data": {"dataroot": str(dataroot), "load_size": 32, "fine_size": 32, "num_workers": 0},
+        "data": {"dataroot": str(dataroot) if dataroot else "", "load_size": 32, "fine_size": 32, "num_workers": 0},
         "model": dict(TINY_MODEL),
         "schedule": {"niter": 1, "niter_decay": 1, "n_frames_total": 4, "niter_step": 1, "epoch_length": 2},
         "run": {"output_dir": str(output_dir), "name": "tiny", "progress": False, "save_latest_freq": 1000,
@@ -50,3 +50,21 @@ def tiny_config(dataroot, output_dir, **sections):
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)
     return make_config(overrides=overrides)
+
+
+def make_video(path, frames=14, size=(32, 48)) -> Path:
+    """A VP9 clip (DALI decodes VP9 on the CPU) of a square moving over a gradient."""
+    import torch
+
+    from vid2vid_fast.data import prepare_video
+    from vid2vid_fast.train.outputs import write_video
+
+    h, w = size
+    video = torch.zeros(frames, 3, h, w)
+    video[:, 0] = torch.linspace(-0.8, 0.6, w)
+    video[:, 1] = torch.linspace(0.5, -0.5, h)[:, None]
+    for t in range(frames):
+        video[t, :, 6 + t % 5 : 18 + t % 5, 4 + 2 * t : 16 + 2 * t] = 0.9
+    path = Path(path)
+    source = write_video(path.with_suffix(".mp4"), video, fps=25)
+    return prepare_video(source, path.with_suffix(".webm"), codec="vp9", progress=False)

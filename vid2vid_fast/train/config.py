@@ -36,6 +36,14 @@ def opt(default, help, *, choices=None, minimum=None, maximum=None):
 
 @dataclass
 class DataConfig:
+    source: str = opt(
+        "frames",
+        "frames: image-sequence folders (dataroot, or the bundled footage as cached edge-map frames); videos: "
+        "decode video files every epoch with the DALI or PyAV loader (--loader) and make edge maps on the fly",
+        choices=["frames", "videos"],
+    )
+    videos: list[str] = opt([], "video files for --source videos (empty: the bundled clips, transcoded once to VP9)")
+    video_size: list[int] = opt([256, 512], "(height, width) of the clips of --source videos")
     dataroot: str = opt(
         "",
         "data set folder in vid2vid's layout ({phase}_A/<seq>/*, {phase}_B/<seq>/*); empty = the bundled "
@@ -132,11 +140,11 @@ class SpeedConfig:
     compile: str = opt("auto", "torch.compile the generator and discriminators (auto = on GPUs)", choices=["auto", "on", "off"])
     channels_last: str = opt("auto", "channels_last memory format (auto = on GPUs)", choices=["auto", "on", "off"])
     loader: str = opt(
-        "auto", "how the frames of a data set are read: auto = a DataLoader over frame folders; "
-        "(DALI / PyAV video loading: see the report)", choices=["auto", "folders"],
+        "auto", "video decoding of --source videos: auto = NVIDIA DALI where it can decode every file, else PyAV",
+        choices=["auto", "dali", "pyav"],
     )
     reference: bool = opt(
-        False, "the reference configuration: fp32, eager, reference warp, no channels_last (overrides the above)"
+        False, "the reference configuration: fp32, eager, reference warp, NCHW, PyAV loader (overrides the above)"
     )
 
 
@@ -174,9 +182,10 @@ SECTIONS = [f.name for f in dataclasses.fields(Config)]
 PRESETS = {
     "demo": {
         "data": {
-            "clips": ["bikes.mp4", "carphone_pristine.mp4"],
-            # edges are found at about the training size and frames keep it (sizes rounded to multiples
-            # of 32: 224x96 and 128x96), so that thin edges are not blurred away by a second resize
+            # one clip, so that a few minutes of training on 2 CPU cores all go to it
+            "clips": ["carphone_pristine.mp4"],
+            # edges are found at about the training size and frames keep it (118x96, rounded to the
+            # multiple of 32 128x96), so that thin edges are not blurred away by a second resize
             "edge_height": 96,
             "max_source_frames": 120,
             "held_out_frames": 24,
@@ -185,7 +194,7 @@ PRESETS = {
         },
         "model": {"ngf": 16, "n_downsample_G": 2, "n_blocks": 4, "ndf": 16, "n_layers_D": 2, "num_D": 1,
                   "n_scales_temporal": 1},
-        "schedule": {"niter": 3, "niter_decay": 3, "lr": 4e-4, "n_frames_total": 8, "niter_step": 2,
+        "schedule": {"niter": 4, "niter_decay": 4, "lr": 4e-4, "n_frames_total": 8, "niter_step": 2,
                      "max_frames_total": 16, "epoch_length": 16},
         "run": {"name": "demo", "save_latest_freq": 200, "print_freq": 20, "display_freq": 200},
     },
@@ -273,6 +282,10 @@ def validate(config: Config) -> None:
         raise ConfigError("model.fg needs label maps (data.label_nc > 0)")
     if config.loss.flow_source == "raft" and not config.loss.flow_checkpoint:
         raise ConfigError("loss.flow_source 'raft' needs loss.flow_checkpoint (a weights file)")
+    if data.source == "videos" and (data.label_nc or data.input_nc != 1):
+        raise ConfigError("data.source 'videos' makes edge-map labels: it needs data.label_nc 0 and data.input_nc 1")
+    if len(data.video_size) != 2 or min(data.video_size) < 32:
+        raise ConfigError(f"data.video_size must be (height, width), both >= 32, got {data.video_size}")
     if config.schedule.niter + config.schedule.niter_decay == 0:
         raise ConfigError("schedule.niter + schedule.niter_decay must be at least 1 epoch")
 

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from vid2vid_fast.data import TemporalDataset, Vid2VidAugment, build_edge_dataset, bundled_clips
 from vid2vid_fast.data.edges import default_cache_dir
@@ -167,3 +167,48 @@ def load_sequence(dataset: TemporalDataset, index: int) -> dict:
         edges = torch.stack([instance_edges(dataset._instance(p, params)) for p in paths["inst"]])
         a = torch.cat([a, edges], dim=1)
     return {"A": a, "B": b, "name": dataset.names[index]}
+
+
+class FrameSource:
+    """Training clips from image-sequence folders (``TemporalDataset``), in ``EpochOrder``; the data
+    source of ``--source frames``. ``batches(epoch, start)`` yields ``{"A", "B"}`` batches from batch
+    number ``start`` of the epoch (the position a resumed run continues from)."""
+
+    def __init__(self, config, root, phase, rank: int = 0, world_size: int = 1):
+        self.config = config
+        self.dataset = make_dataset(config, root, phase)
+        self.order = EpochOrder(len(self.dataset), config.schedule.epoch_length, config.run.seed, rank, world_size)
+        if len(self.order) < config.data.batch_size:
+            raise ValueError(
+                f"an epoch holds {len(self.order)} clips per process, fewer than batch_size={config.data.batch_size}"
+            )
+
+    def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        clips = self.order.clips(epoch)
+        size = self.config.data.batch_size
+        return [clips[i : i + size] for i in range(0, len(clips) - size + 1, size)]
+
+    def iterations(self, epoch: int, n_frames_total: int) -> int:
+        """Iterations (chunks) of the epoch on this rank, by the data set's clip-length rule."""
+        tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
+
+        def chunks(sequence):
+            generated = min(n_frames_total, len(self.dataset.paths[sequence]["B"]) - tG + 1)
+            return generated // min(generated, per_load)
+
+        return sum(max(chunks(seq) for seq, _ in batch) for batch in self.epoch_batches(epoch))
+
+    def batches(self, epoch: int, n_frames_total: int, start: int = 0, pin_memory: bool = False):
+        self.dataset.n_frames_total = n_frames_total
+        workers = self.config.data.num_workers
+        loader = DataLoader(
+            SeededClips(self.dataset),
+            batch_sampler=self.epoch_batches(epoch)[start:],
+            num_workers=workers,
+            pin_memory=pin_memory,
+            # a stuck worker is an error, not a hang; a private generator leaves the global RNG alone
+            timeout=300 if workers else 0,
+            generator=torch.Generator(),
+        )
+        for batch in loader:
+            yield {"A": batch["A"], "B": batch["B"]}

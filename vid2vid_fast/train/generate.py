@@ -26,6 +26,7 @@ from .data import load_sequence, make_dataset, prepare_data
 from .outputs import psnr, side_by_side, ssim, warp_error, write_png_grid, write_video
 from .speed import resolve_device, resolve_speed
 from .trainer import build_generator
+from .video_source import VideoSource, prepare_videos
 
 log = logging.getLogger("vid2vid_fast.train")
 
@@ -68,6 +69,22 @@ def synthesize(generator, labels: torch.Tensor, real: torch.Tensor, n_frames: in
     return torch.stack(frames)
 
 
+def _sequences(config: Config, frames: int | None, device):
+    """The sequences to synthesize: the held-out frames of a frame data set (or its sequences from
+    the start), or the start of each video of a --source videos run."""
+    tG = config.model.n_frames_G
+    if config.data.source == "videos":
+        source = VideoSource(config, prepare_videos(config, progress=False), "pyav", device)
+        wanted = (frames or config.run.generate_frames or DEFAULT_FRAMES) + tG - 1
+        for sequence in source.sequences(wanted):
+            yield {**sequence, "A": sequence["A"].cpu(), "held_out": False}
+        return
+    root, train_phase, test_phase = prepare_data(config, progress=False)
+    dataset = make_dataset(config, root, test_phase or train_phase)
+    for index in range(len(dataset.paths)):
+        yield {**load_sequence(dataset, index), "held_out": test_phase is not None}
+
+
 def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, frames: int | None = None,
              device=None, fps: float = 25.0) -> dict:
     """Write the videos and metrics of every sequence to ``out_dir`` (default ``<run>/generated``) and
@@ -77,15 +94,13 @@ def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, fra
     device = next(generator.parameters()).device
     run_dir = Path(config.run.output_dir) / config.run.name
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "generated"
-    root, train_phase, test_phase = prepare_data(config, progress=False)
-    dataset = make_dataset(config, root, test_phase or train_phase)
     tG = config.model.n_frames_G
     flow_source = make_flow_source(config.loss.flow_source, config.loss.flow_checkpoint or None).to(device)
     results = {}
-    for index in range(len(dataset.paths)):
-        sequence = load_sequence(dataset, index)
+    for sequence in _sequences(config, frames, device):
+        held_out = sequence["held_out"]
         available = sequence["B"].shape[0] - (tG - 1)
-        wanted = frames or config.run.generate_frames or (available if test_phase else DEFAULT_FRAMES)
+        wanted = frames or config.run.generate_frames or (available if held_out else DEFAULT_FRAMES)
         n = min(wanted, available)
         fake = synthesize(generator, sequence["A"], sequence["B"], n, no_first_img=config.model.no_first_img).cpu()
         no_flow = synthesize(generator, sequence["A"], sequence["B"], n, use_flow=False,
@@ -97,7 +112,7 @@ def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, fra
             flows, conf = flow_source(real[1:].to(device), real[:-1].to(device)) if n > 1 else (None, None)
         metrics = {
             "frames": n,
-            "held_out": test_phase is not None,
+            "held_out": held_out,
             "psnr_db": psnr(fake, real).mean().item(),
             "ssim": ssim(fake, real).mean().item(),
             "psnr_db_no_flow": psnr(no_flow, real).mean().item(),

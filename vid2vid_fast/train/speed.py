@@ -17,6 +17,7 @@ class Speed:
     amp: str  # "off", "bf16" or "fp16"
     compile: bool
     channels_last: bool
+    loader: str = "auto"  # video decoding of --source videos: "auto", "dali" or "pyav"
 
     @property
     def amp_dtype(self):
@@ -34,11 +35,11 @@ class Speed:
     def describe(self) -> str:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "
-            f"channels_last {'on' if self.channels_last else 'off'}"
+            f"channels_last {'on' if self.channels_last else 'off'}, loader {self.loader}"
         )
 
 
-REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False)
+REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav")
 
 
 def resolve_speed(speed_config, device: torch.device) -> Speed:
@@ -55,7 +56,9 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
     def switch(value):
         return on_gpu if value == "auto" else value == "on"
 
-    return Speed(speed_config.backend, amp, switch(speed_config.compile), switch(speed_config.channels_last))
+    return Speed(
+        speed_config.backend, amp, switch(speed_config.compile), switch(speed_config.channels_last), speed_config.loader
+    )
 
 
 def resolve_device(name: str) -> torch.device:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from vid2vid_fast.models import MultiscaleDiscriminator, TemporalDiscriminators, Vid2VidGenerator
 from vid2vid_fast.models.flow_source import make_flow_source
@@ -46,10 +45,11 @@ from vid2vid_fast.models.losses import (
 
 from . import checkpoint as ckpt
 from .config import Config, save_yaml, to_dict
-from .data import EpochOrder, SeededClips, label_channels, make_dataset, prepare_data
+from .data import FrameSource, label_channels, prepare_data
 from .distributed import DistInfo, any_rank, barrier, gather_objects, init_distributed, min_over_ranks
 from .schedule import Schedule
 from .speed import Speed, resolve_device, resolve_speed
+from .video_source import VideoSource, prepare_videos
 
 log = logging.getLogger("vid2vid_fast.train")
 
@@ -158,16 +158,10 @@ class Trainer:
 
         # rank 0 builds the data set (once, cached); the others wait and then find it built
         if self.dist.is_main:
-            self.data_root, self.train_phase, self.test_phase = prepare_data(config, progress=self.show_progress)
+            self.source = self._make_source(progress=self.show_progress)
         barrier(self.dist)
         if not self.dist.is_main:
-            self.data_root, self.train_phase, self.test_phase = prepare_data(config, progress=False)
-        self.dataset = make_dataset(config, self.data_root, self.train_phase)
-        self.order = EpochOrder(len(self.dataset), config.schedule.epoch_length, config.run.seed, self.dist.rank, self.dist.world_size)
-        if len(self.order) < config.data.batch_size:
-            raise ValueError(
-                f"an epoch holds {len(self.order)} clips per process, fewer than batch_size={config.data.batch_size}"
-            )
+            self.source = self._make_source(progress=False)
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
@@ -195,6 +189,13 @@ class Trainer:
         if resume is not None:
             self.load(resume)
         self.tensorboard = self._open_tensorboard()
+
+    def _make_source(self, progress: bool):
+        if self.config.data.source == "videos":
+            videos = prepare_videos(self.config, progress=progress)
+            return VideoSource(self.config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
+        root, train_phase, _ = prepare_data(self.config, progress=progress)
+        return FrameSource(self.config, root, train_phase, self.dist.rank, self.dist.world_size)
 
     # ------------------------------------------------------------------ models in their training form
 
@@ -228,7 +229,6 @@ class Trainer:
         for optimizer in [self.opt_G, self.opt_D, *self.opt_D_T]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        self.dataset.n_frames_total = self.schedule.n_frames_total_at(epoch)
         self.G.freeze_coarse_scales(not self.schedule.train_all_scales_at(epoch))
         self._wrap_models()
 
@@ -431,39 +431,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _batches(self, epoch: int) -> list[list[tuple[int, int]]]:
-        clips = self.order.clips(epoch)
-        size = self.config.data.batch_size
-        return [clips[i : i + size] for i in range(0, len(clips) - size + 1, size)]
-
-    def _chunks_of(self, sequence: int, epoch: int) -> int:
-        """Iterations a clip of ``sequence`` takes in ``epoch`` (the data set's clip-length rule)."""
-        length = len(self.dataset.paths[sequence]["B"])
-        tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
-        generated = min(self.schedule.n_frames_total_at(epoch), length - tG + 1)
-        per_load = min(generated, per_load)
-        return generated // per_load
-
     def total_iterations(self) -> int:
         total = sum(
-            max(self._chunks_of(seq, e) for seq, _ in batch)
-            for e in range(1, self.schedule.total_epochs + 1)
-            for batch in self._batches(e)
+            self.source.iterations(e, self.schedule.n_frames_total_at(e)) for e in range(1, self.schedule.total_epochs + 1)
         )
         max_iters = self.config.schedule.max_iters
         return min(total, max_iters) if max_iters else total
-
-    def _loader(self, batches):
-        workers = self.config.data.num_workers
-        return DataLoader(
-            SeededClips(self.dataset),
-            batch_sampler=batches,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            # a stuck worker is an error, not a hang; a private generator leaves the global RNG alone
-            timeout=300 if workers else 0,
-            generator=torch.Generator(),
-        )
 
     def train(self) -> dict:
         """Run until the schedule (or max_iters) ends. Returns a summary (iterations, speed)."""
@@ -477,8 +450,11 @@ class Trainer:
         try:
             while self.epoch <= self.schedule.total_epochs and not (max_iters and self.iteration >= max_iters):
                 self._set_epoch(self.epoch)
-                batches = self._batches(self.epoch)
-                for batch in self._loader(batches[self.position :]):
+                batches = self.source.batches(
+                    self.epoch, self.schedule.n_frames_total_at(self.epoch), self.position,
+                    pin_memory=self.device.type == "cuda",
+                )
+                for batch in batches:
                     A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
                     tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
                     n_generated = A.shape[1] - tG + 1
