@@ -39,8 +39,12 @@ def prepare_data(config, progress: bool = True) -> tuple[Path, str, str | None]:
             raise FileNotFoundError(f"dataroot {root} does not exist")
     else:
         max_frames = data.max_source_frames or None
-        # one folder per setting, so that runs with different settings do not rebuild each other's frames
-        root = default_cache_dir() / (f"edge2video-{data.edge_height}px" + (f"-{max_frames}f" if max_frames else ""))
+        # one folder per clip set and setting: the data set is every sequence in the folder, and runs with
+        # other settings must not rebuild each other's frames
+        clips = hashlib.sha256("|".join(sorted(data.clips)).encode()).hexdigest()[:8]
+        root = default_cache_dir() / (
+            f"edge2video-{data.edge_height}px" + (f"-{max_frames}f" if max_frames else "") + f"-{clips}"
+        )
         build_edge_dataset(
             bundled_clips(data.clips), root, data.phase, height=data.edge_height, max_frames=max_frames,
             progress=progress,
