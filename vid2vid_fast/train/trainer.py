@@ -272,8 +272,8 @@ class Trainer:
         return outputs, fake_prev, Carry([p.detach() for p in prev], first, carry.history)
 
     def train_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry):
-        """One iteration: forward, losses, and the G, D and temporal-D steps. Returns (losses as floats,
-        the carry for the next chunk)."""
+        """One iteration: forward, losses, and the G, D and temporal-D steps. Returns the losses as floats,
+        the carry for the next chunk and the generated frames ((B·n) x C x H x W, detached)."""
         m, w = self.config.model, self.weights
         backend = self.speed.backend
         n = len(frames)
@@ -325,13 +325,10 @@ class Trainer:
                 if m.no_first_img:
                     weight = stack([outputs[i].weight for i in with_flow])
                     losses["W"] = w.lambda_W * weight_loss(weight, conf_f[rows])
-            with_prev = [i for i, p in enumerate(fake_prev) if p is not None]
-            if with_prev:
-                rows = self._rows(with_prev, n, A.shape[0])
-                prev_f = stack([fake_prev[i] for i in with_prev])
-                losses["G_Warp"] = w.lambda_T * temporal_consistency_loss(
-                    fake[rows], prev_f, flow_gt_f[rows], conf_f[rows], backend=backend
-                )
+            # a no_first_img first frame has no generated predecessor: the original compares it with the
+            # real previous frame
+            prev_f = stack([p if p is not None else real_prev[:, i] for i, p in enumerate(fake_prev)])
+            losses["G_Warp"] = w.lambda_T * temporal_consistency_loss(fake, prev_f, flow_gt_f, conf_f, backend=backend)
 
             loss_D_T = self._temporal_losses(real, torch.stack([o.img_final for o in outputs], 1), flow_gt, new_carry, losses)
 
