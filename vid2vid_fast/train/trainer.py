@@ -405,9 +405,12 @@ class Trainer:
 
     def _check_finite(self, values: dict):
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        if not bad:
+        # every rank decides together: one rank stopping alone would leave the others waiting for it
+        if not any_rank(self.dist, bool(bad), self.device):
             self.nonfinite_streak = 0
             return
+        if not bad:
+            bad = {"(a loss on another process)": float("nan")}
         self.nonfinite_streak += 1
         if self.speed.amp == "fp16" and self.nonfinite_streak < FP16_NONFINITE_PATIENCE:
             return  # the GradScaler skips this step and lowers its scale
