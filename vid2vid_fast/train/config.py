@@ -371,7 +371,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             seen[f.name] = section
             annotation, meta = hints[f.name], f.metadata
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help_text = f"{meta['help']} (default: {default!r})"
+            choices = f"; one of {', '.join(map(str, meta['choices']))}" if meta.get("choices") else ""
+            help_text = f"{meta['help']} (default: {default!r}{choices})"
             kwargs = {"dest": f"{section}.{f.name}", "default": None, "help": help_text}
             if typing.get_origin(annotation) is list:
                 (item_type,) = typing.get_args(annotation)
