@@ -101,6 +101,12 @@ def _cmd_prepare(args) -> int:
     from .train.data import make_dataset, prepare_data
 
     config = _config_from(args)
+    if config.data.source == "videos":
+        from .train.video_source import prepare_videos
+
+        for video in prepare_videos(config):
+            print(f"video: {video}")
+        return 0
     root, train_phase, test_phase = prepare_data(config)
     dataset = make_dataset(config, root, train_phase)
     print(f"data set: {root} (phase {train_phase}{f', held-out phase {test_phase}' if test_phase else ''})")
