@@ -192,7 +192,7 @@ PRESETS = {
             "resize_or_crop": "none",
             "num_workers": 0,
         },
-        "model": {"ngf": 16, "n_downsample_G": 2, "n_blocks": 4, "ndf": 16, "n_layers_D": 2, "num_D": 1,
+        "model": {"ngf": 32, "n_downsample_G": 2, "n_blocks": 4, "ndf": 32, "n_layers_D": 2, "num_D": 1,
                   "n_scales_temporal": 1},
         "schedule": {"niter": 4, "niter_decay": 4, "lr": 4e-4, "n_frames_total": 8, "niter_step": 2,
                      "max_frames_total": 16, "epoch_length": 16},
