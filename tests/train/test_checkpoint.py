@@ -83,7 +83,7 @@ def test_architecture_mismatch_is_an_error(tmp_path):
 def test_failed_save_keeps_the_old_file(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", payload())
     before = path.read_bytes()
-    with pytest.raises(pickle.PicklingError):
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # which one depends on where the lambda lives
         save_checkpoint(path, {"config": {}, "bad": lambda: 0})  # not picklable: fails mid-save
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".*tmp*"))
