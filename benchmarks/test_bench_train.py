@@ -5,7 +5,8 @@ model on the bundled footage, reference configuration against the fast one.
     .venv/bin/python -m pytest benchmarks/test_bench_train.py --benchmark-only
 
 The two cases share a benchmark group, so the report puts them side by side. For the same comparison
-as one command with the ratio and peak memory: ``vid2vid-fast bench --preset demo``.
+as one command with the ratio and peak memory: ``vid2vid-fast bench --preset demo``. On a CPU shared
+with other work, set ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads make every op many times slower.
 """
 
 import pytest
