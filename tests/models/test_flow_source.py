@@ -145,7 +145,7 @@ def test_raft_flow_tells_large_from_small_and_refuses_wrong_files(raft_small_fil
     large = tmp_path / "raft_large.pth"
     torch.save(optical_flow.raft_large(weights=None, progress=False).state_dict(), large)
     assert RAFTFlow(large).size == "large"
-    path, model = raft_small_file
+    model = raft_small_file[1]
     broken = tmp_path / "broken.pth"
     state = model.state_dict()
     del state["update_block.flow_head.conv2.weight"]

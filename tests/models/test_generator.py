@@ -102,6 +102,13 @@ def test_first_frame_without_previous_frames_is_raw_only():
     assert torch.equal(out.img_final, out.img_raw)
     # The previous-frame encoder sees zeros, as the original's no_first_img does.
     torch.testing.assert_close(out.img_raw, zeros.img_raw)
+    with torch.no_grad():
+        given = g(labels, prev, use_raw_only=True)
+        warped = g(labels, prev)
+    assert given.flow is None and torch.equal(given.img_final, given.img_raw)
+    torch.testing.assert_close(given.img_raw, warped.img_raw)
+    with pytest.raises(ValueError, match="use_raw_only=False needs prev_images"):
+        g(labels, None, use_raw_only=False)
 
 
 def test_prev_images_per_scale_equal_the_pooled_tensor():

@@ -131,6 +131,10 @@ def test_read_original_checkpoint_uses_weights_only(tmp_path):
     path = tmp_path / "latest_net_D.pth"
     torch.save(original_state_dict("D"), path)
     load_original_state_dict(build("D"), read_original_checkpoint(str(path)))
+    # PyTorch before 1.6 (the original's 0.4 included) wrote the legacy, non-zip format.
+    legacy = tmp_path / "legacy_net_D.pth"
+    torch.save(original_state_dict("D"), legacy, _use_new_zipfile_serialization=False)
+    load_original_state_dict(build("D"), read_original_checkpoint(str(legacy)))
     bad = tmp_path / "pickled.pth"
     torch.save({"x": NotATensor()}, bad)
     with pytest.raises(ValueError, match="weights_only"):

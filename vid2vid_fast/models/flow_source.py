@@ -125,6 +125,9 @@ class ClassicalFlow(FlowSource):
         return f"preset={self.preset!r}, workers={self.workers}"
 
 
+_LUMA = (0.299, 0.587, 0.114)
+
+
 def _to_gray_uint8(images):
     """(B, 3, H, W) RGB in [-1, 1] -> (B, H, W) uint8 grey (ITU-R BT.601 luma, as cv2's RGB2GRAY)."""
     weights = torch.tensor(_LUMA, device=images.device) * 127.5
@@ -133,15 +136,13 @@ def _to_gray_uint8(images):
     return luma.add_(127.5 + 0.5).clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
-_LUMA = (0.299, 0.587, 0.114)
-
-
 class RAFTFlow(FlowSource):
     """torchvision's RAFT (raft_large or raft_small, told apart by the checkpoint's keys) with weights
     from a state-dict file, e.g. one saved from `raft_large(weights=Raft_Large_Weights.DEFAULT)
     .state_dict()`. Images in [-1, 1] are what RAFT's weights expect. Sizes that are not multiples of 8
-    are edge-padded for the network and the flow cropped back; RAFT needs at least 128 px a side. num_flow_updates: RAFT's iterations (12 as
-    torchvision's default). Frozen, eval mode; move it with `.to(device)`."""
+    are edge-padded for the network and the flow cropped back; RAFT needs at least 128 px a side.
+    num_flow_updates: RAFT's iterations (12, torchvision's default). Frozen, eval mode; move it with
+    `.to(device)`."""
 
     def __init__(self, checkpoint_path, num_flow_updates=12):
         super().__init__()
@@ -185,7 +186,10 @@ class RAFTFlow(FlowSource):
         return flow[:, :, :h, :w]
 
     def extra_repr(self):
-        return f"checkpoint_path={self.checkpoint_path!r}, size={self.size!r}, num_flow_updates={self.num_flow_updates}"
+        return (
+            f"checkpoint_path={self.checkpoint_path!r}, size={self.size!r}, "
+            f"num_flow_updates={self.num_flow_updates}"
+        )
 
 
 FLOW_SOURCES = ("classical", "raft")

@@ -1,5 +1,5 @@
 """The vid2vid generators: CompositeGenerator (coarsest scale), CompositeLocalGenerator (finer scales) and
-Vid2VidGenerator, the coarse-to-fine wrapper. See /work/shared/vid2vid-model.md for the architecture.
+Vid2VidGenerator, the coarse-to-fine wrapper; the layers are those of NVIDIA/vid2vid's models/networks.py.
 
 Both scale modules share one forward (_CompositeBase): encode labels and previous frames, sum; an image
 branch makes img_raw; a flow branch makes flow and weight; warp_blend composites raw with the warped last
@@ -116,8 +116,9 @@ class _CompositeBase(nn.Module):
 
 
 class CompositeGenerator(_CompositeBase):
-    """The coarsest scale (width ngf). Arguments, names and order as the original's (without its opt and
-    no_flow); norm is "batch" or "instance"; backend is passed to warp_blend."""
+    """The coarsest scale (width ngf). Argument names as the original's; its opt, no_flow and norm_layer
+    are gone, norm ("batch" or "instance") takes the place of norm_layer before use_fg_model; backend is
+    passed to warp_blend."""
 
     needs_coarse = False
     flow_multiplier = 20.0
@@ -233,6 +234,8 @@ class Vid2VidGenerator(nn.Module):
     per pyramid level (each scale's own earlier outputs, as the original kept them); or None for a first
     frame without real previous frames: the previous-frame encoder sees zeros and every scale is
     raw-only (flow and weight None), as the original's no_first_img.
+    use_raw_only: None means `prev_images is None`; True makes a frame raw-only with given previous
+    frames (the original treats every frame of a sequence's first chunk so with no_first_img).
     """
 
     def __init__(self, label_nc, output_nc=3, n_frames_G=3, ngf=128, n_downsampling=3, n_blocks=9,
@@ -316,7 +319,7 @@ class Vid2VidGenerator(nn.Module):
                 raise ValueError(f"prev_images[{i}] must have shape {expected}, got {tuple(level.shape)}")
         return levels
 
-    def forward(self, labels, prev_images):
+    def forward(self, labels, prev_images, use_raw_only=None):
         expected_c = self.n_frames_G * self.label_nc
         if labels.dim() != 4 or labels.shape[1] != expected_c:
             raise ValueError(f"labels must be B x n_frames_G * label_nc ({expected_c}) x H x W, got "
@@ -324,7 +327,10 @@ class Vid2VidGenerator(nn.Module):
         if labels.shape[2] % self.size_multiple or labels.shape[3] % self.size_multiple:
             raise ValueError(f"labels H and W must be multiples of 2**(n_downsampling + n_scales_spatial - 1)"
                              f" = {self.size_multiple}, got {tuple(labels.shape[2:])}")
-        use_raw_only = prev_images is None
+        if use_raw_only is None:
+            use_raw_only = prev_images is None
+        elif prev_images is None and not use_raw_only:
+            raise ValueError("use_raw_only=False needs prev_images: there is no previous frame to warp")
         label_levels = self.pyramid(labels)
         prev_levels = self._prev_pyramid(prev_images, labels)
         out = None

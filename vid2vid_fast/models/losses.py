@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from ..ops import masked_warp_l1
-from .vgg import VGGLoss  # noqa: F401  (part of the losses API; the network lives in vgg.py)
+from .vgg import VGGLoss  # part of the losses API (in __all__); the network lives in vgg.py
 
 __all__ = [
     "LossWeights",

@@ -73,8 +73,8 @@ def _multiscale_key(key, netD):
         scale, group, rest = match.groups()
         if int(scale) >= num_D:
             return None
-        return _nlayer_key(f"model{group}.{rest}", netD.discriminators[0],
-                           f"discriminators.{num_D - 1 - int(scale)}.")
+        level = num_D - 1 - int(scale)
+        return _nlayer_key(f"model{group}.{rest}", netD.discriminators[level], f"discriminators.{level}.")
     match = re.fullmatch(r"layer(\d+)\.(.+)", key)
     if match and not netD.get_interm_feat:
         scale, rest = match.groups()
