@@ -138,6 +138,7 @@ def _resume_config(args):
 
 
 def _cmd_train(args) -> int:
+    from .train.distributed import shutdown_distributed
     from .train.generate import format_metrics, generate
     from .train.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
@@ -152,10 +153,13 @@ def _cmd_train(args) -> int:
     except TrainingInterrupted as stop:
         if trainer.dist.is_main:
             print(f"\n{stop}\ncontinue with: vid2vid-fast train --resume {stop.checkpoint_path}", file=sys.stderr)
+        shutdown_distributed(trainer.dist)
         return 128 + int(stop.signum)
     except NonFiniteLossError as error:
         print(f"\nerror: {error}", file=sys.stderr)
+        shutdown_distributed(trainer.dist)
         return 1
+    shutdown_distributed(trainer.dist)
     if not trainer.dist.is_main:
         return 0
     print(f"\ntrained {summary['iterations']} iterations; checkpoint: {trainer.checkpoint_path}")

@@ -11,6 +11,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).parent))
 from train_helpers import tiny_config  # noqa: E402
 
+from vid2vid_fast.train.distributed import shutdown_distributed  # noqa: E402
 from vid2vid_fast.train.trainer import Trainer  # noqa: E402
 
 
@@ -32,7 +33,7 @@ def main(data, out):
             "checkpoint": str(trainer.checkpoint_path),
         }
         (Path(out) / "ddp_result.json").write_text(json.dumps(result))
-    dist.destroy_process_group()
+    shutdown_distributed(trainer.dist)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,10 @@ def init_distributed(device_type: str) -> DistInfo:
 
 
 def shutdown_distributed(info: DistInfo) -> None:
+    """Leave the process group once every rank is done with its collectives (a rank that tears down
+    while another still talks to it can abort in gloo)."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
