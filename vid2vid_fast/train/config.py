@@ -158,7 +158,7 @@ class RunConfig:
         0, "CPU threads torch uses per process (0 = torch's default; 1 is often faster on a busy machine)", minimum=0
     )
     save_latest_freq: int = opt(1000, "write a checkpoint every N iterations (and at exit)", minimum=1)
-    print_freq: int = opt(100, "log losses to TensorBoard every N iterations", minimum=1)
+    print_freq: int = opt(100, "log losses (to <run>/losses.jsonl and TensorBoard) every N iterations", minimum=1)
     display_freq: int = opt(500, "log image samples to TensorBoard every N iterations", minimum=1)
     progress: bool = opt(True, "show a progress bar")
     tensorboard: bool = opt(True, "write TensorBoard logs when torch.utils.tensorboard imports")
