@@ -1,0 +1,7 @@
+"""``python -m vid2vid_fast``: the ``vid2vid-fast`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

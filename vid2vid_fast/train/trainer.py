@@ -1,0 +1,651 @@
+"""The vid2vid training loop, faithful to the original's schedule (NVIDIA/vid2vid train.py):
+
+- each clip (``n_frames_total`` generated frames plus ``n_frames_G - 1`` frames of context) is walked in
+  chunks of ``max_frames_per_gpu`` frames; one chunk is one iteration;
+- the generator makes the chunk's frames one by one, each conditioned on the labels of the last
+  ``n_frames_G`` frames and on the ``n_frames_G - 1`` frames before it: the real ones at the start of
+  a clip (or nothing, with ``no_first_img``), then its own outputs, detached between chunks;
+- ground-truth flow and its confidence come from the flow source, on the real frames;
+- the image discriminator sees (label, frame) pairs of the final and the raw images; each temporal
+  discriminator sees ``n_frames_D`` frames at stride ``n_frames_D ** s`` with the real flows between them,
+  drawn from the frames generated so far in the clip;
+- G, D and each temporal D take separate Adam steps, in that order; the learning rate, the clip length
+  and niter_fix_global follow ``Schedule``.
+
+Distributed runs (torchrun) wrap each trained network in DistributedDataParallel. The discriminators'
+terms in the generator's loss are computed with the discriminators' parameters frozen, through the
+unwrapped modules, so that each DDP module sees exactly one backward per iteration.
+"""
+
+import json
+import logging
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from vid2vid_fast.models import MultiscaleDiscriminator, TemporalDiscriminators, Vid2VidGenerator
+from vid2vid_fast.models.flow_source import make_flow_source
+from vid2vid_fast.models.losses import (
+    LossWeights,
+    VGGLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    flow_loss,
+    flow_warp_loss,
+    gan_loss,
+    temporal_consistency_loss,
+    weight_loss,
+)
+
+from . import checkpoint as ckpt
+from .config import Config, save_yaml, to_dict
+from .data import FrameSource, label_channels, prepare_data
+from .distributed import DistInfo, any_rank, barrier, gather_objects, init_distributed, min_over_ranks
+from .schedule import Schedule
+from .speed import Speed, resolve_device, resolve_speed
+from .video_source import VideoSource, prepare_videos
+
+log = logging.getLogger("vid2vid_fast.train")
+
+# With fp16 the GradScaler skips steps whose gradients overflow and lowers its scale; losses that stay
+# non-finite for this many iterations in a row are not an overflow it can fix.
+FP16_NONFINITE_PATIENCE = 8
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was written before this was raised."""
+
+    def __init__(self, signum: int, checkpoint_path: Path, iteration: int):
+        self.signum, self.checkpoint_path, self.iteration = signum, checkpoint_path, iteration
+        super().__init__(
+            f"training interrupted by {signal.Signals(signum).name} at iteration {iteration}; "
+            f"checkpoint written to {checkpoint_path}"
+        )
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or Inf; the run stops without overwriting its last checkpoint."""
+
+
+def build_generator(config: Config, backend: str = "auto") -> Vid2VidGenerator:
+    m = config.model
+    return Vid2VidGenerator(
+        label_channels(config),
+        output_nc=m.output_nc,
+        n_frames_G=m.n_frames_G,
+        ngf=m.ngf,
+        n_downsampling=m.n_downsample_G,
+        n_blocks=m.n_blocks,
+        n_blocks_local=m.n_blocks_local,
+        n_scales_spatial=m.n_scales_spatial,
+        norm=m.norm,
+        use_fg_model=m.fg,
+        fg_labels=tuple(m.fg_labels),
+        backend=backend,
+    )
+
+
+def build_discriminators(config: Config) -> tuple[MultiscaleDiscriminator, TemporalDiscriminators]:
+    m = config.model
+    image_d = MultiscaleDiscriminator(label_channels(config) + m.output_nc, m.ndf, m.n_layers_D, m.norm, m.num_D)
+    temporal_d = TemporalDiscriminators(m.output_nc, m.n_frames_D, m.n_scales_temporal, m.ndf, m.n_layers_D, m.norm, m.num_D)
+    return image_d, temporal_d
+
+
+@contextmanager
+def frozen(module: torch.nn.Module):
+    """Parameters of ``module`` need no gradient inside the block: the generator's adversarial terms
+    go through the discriminators without computing their weight gradients (their own step uses a
+    separate pass)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@dataclass
+class Carry:
+    """What one chunk hands to the next within a clip: the generator's previous frames (one tensor per
+    spatial scale, finest first, B x (n_frames_G - 1)·C x h x w, detached) and the recent real / fake
+    frames and real flows the temporal discriminators sample from (B x T x C x H x W)."""
+
+    prev: list | None
+    first_frame: bool
+    history: dict = field(default_factory=dict)
+
+    def state(self) -> dict:
+        return {
+            "prev": None if self.prev is None else [p.cpu() for p in self.prev],
+            "first_frame": self.first_frame,
+            "history": {k: v.cpu() for k, v in self.history.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, device) -> "Carry":
+        prev = None if state["prev"] is None else [p.to(device) for p in state["prev"]]
+        return cls(prev, state["first_frame"], {k: v.to(device) for k, v in state["history"].items()})
+
+
+class Trainer:
+    """One training run. ``Trainer(config).train()`` runs the whole schedule (or ``max_iters``);
+    ``resume`` names a checkpoint to continue from."""
+
+    def __init__(self, config: Config, resume=None, progress: bool | None = None):
+        self.config = config
+        if config.run.num_threads:
+            torch.set_num_threads(config.run.num_threads)
+        device = resolve_device(config.run.device)
+        self.dist: DistInfo = init_distributed(device.type)
+        if device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank if self.dist.enabled else torch.cuda.current_device())
+        self.device = device
+        self.speed: Speed = resolve_speed(config.speed, device)
+        self.run_dir = Path(config.run.output_dir) / config.run.name
+        self.checkpoint_path = self.run_dir / "checkpoints" / "latest.pt"
+        self.show_progress = (config.run.progress if progress is None else progress) and self.dist.is_main
+        self.schedule = Schedule.from_config(config)
+        self.weights = LossWeights(config.loss.lambda_feat, config.loss.lambda_T, config.loss.lambda_F)
+
+        # rank 0 builds the data set (once, cached); the others wait and then find it built
+        if self.dist.is_main:
+            self.source = self._make_source(progress=self.show_progress)
+        barrier(self.dist)
+        if not self.dist.is_main:
+            self.source = self._make_source(progress=False)
+
+        # identical initial weights on every rank (DDP also broadcasts rank 0's)
+        torch.manual_seed(config.run.seed)
+        self.G = build_generator(config, self.speed.backend).to(device, memory_format=self.speed.memory_format)
+        self.D, self.D_T = build_discriminators(config)
+        self.D = self.D.to(device, memory_format=self.speed.memory_format)
+        self.D_T = self.D_T.to(device, memory_format=self.speed.memory_format)
+        torch.manual_seed(config.run.seed + 7919 * (self.dist.rank + 1))
+        self.flow_source = make_flow_source(config.loss.flow_source, config.loss.flow_checkpoint or None).to(device)
+        self.vgg = VGGLoss(config.loss.vgg_weights or None).to(device)
+
+        s = config.schedule
+        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2))
+        self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), **adam)
+        self.opt_D_T = [torch.optim.Adam(d.parameters(), **adam) for d in self.D_T.scales]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
+
+        self.epoch, self.position, self.chunk, self.iteration = 1, 0, 0, 0
+        self.carry: Carry | None = None
+        self.nonfinite_streak = 0
+        self.iteration_times: list[float] = []
+        self._wrapped_for = None
+        self._stop_signal = None
+        if resume is not None:
+            self.load(resume)
+        self.tensorboard = self._open_tensorboard()
+
+    def _make_source(self, progress: bool):
+        if self.config.data.source == "videos":
+            videos = prepare_videos(self.config, progress=progress)
+            return VideoSource(self.config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
+        root, train_phase, _ = prepare_data(self.config, progress=progress)
+        return FrameSource(self.config, root, train_phase, self.dist.rank, self.dist.world_size)
+
+    # ------------------------------------------------------------------ models in their training form
+
+    def _wrap_models(self):
+        """DDP and torch.compile wrappers, rebuilt when the set of trained generator parameters changes
+        (niter_fix_global), because DDP registers its hooks on the parameters that require gradients."""
+        key = self.G.coarse_frozen
+        if self._wrapped_for == key:
+            return
+        self._wrapped_for = key
+
+        def ddp(module, find_unused=False):
+            if not self.dist.enabled:
+                return module
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+
+        def compiled(module):
+            return torch.compile(module) if self.speed.compile else module
+
+        # with no_first_img the first frame of a clip skips the flow branch
+        self.G_train = compiled(ddp(self.G, find_unused=self.config.model.no_first_img))
+        self.D_train = compiled(ddp(self.D))
+        self.D_T_train = [compiled(ddp(d)) for d in self.D_T.scales]
+        # the generator's adversarial terms go through the plain modules (frozen during that pass)
+        self.D_for_G = compiled(self.D)
+        self.D_T_for_G = [compiled(d) for d in self.D_T.scales]
+
+    def _set_epoch(self, epoch: int):
+        lr = self.schedule.lr_at(epoch)
+        for optimizer in [self.opt_G, self.opt_D, *self.opt_D_T]:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.G.freeze_coarse_scales(not self.schedule.train_all_scales_at(epoch))
+        self._wrap_models()
+
+    # ------------------------------------------------------------------ one iteration
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, non_blocking=True)
+
+    def _fmt(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=self.speed.memory_format) if self.speed.channels_last else x
+
+    def start_carry(self, B: torch.Tensor) -> Carry:
+        m = self.config.model
+        batch, _, c, h, w = B.shape
+        if m.no_first_img:
+            return Carry(None, True)
+        real_prev = B[:, : m.n_frames_G - 1].reshape(batch, (m.n_frames_G - 1) * c, h, w)
+        return Carry([self._fmt(p) for p in self.G.pyramid(real_prev)], False)
+
+    def generate_chunk(self, A: torch.Tensor, frames: list[int], carry: Carry):
+        """Run G over ``frames`` (absolute indices into the clip). Returns per-frame outputs, the previous
+        frame each was composited onto (detached; for the temporal-consistency loss), and the updated
+        carry."""
+        m = self.config.model
+        tG, out_nc = m.n_frames_G, m.output_nc
+        outputs, fake_prev = [], []
+        prev, first = carry.prev, carry.first_frame
+        for f in frames:
+            labels = self._fmt(A[:, f - tG + 1 : f + 1].flatten(1, 2))
+            out = self.G_train(labels, None if first else prev)
+            if first:
+                batch, _, h, w = labels.shape
+                prev = [self._fmt(p) for p in self.G.pyramid(labels.new_zeros(batch, (tG - 1) * out_nc, h, w))]
+                fake_prev.append(None)
+            else:
+                fake_prev.append(prev[0][:, -out_nc:].detach())
+            pyramid = out.img_final_pyramid or (out.img_final,)
+            prev = [torch.cat([p[:, out_nc:], new], dim=1) for p, new in zip(prev, pyramid)]
+            outputs.append(out)
+            first = False
+        return outputs, fake_prev, Carry([p.detach() for p in prev], first, carry.history)
+
+    def train_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry):
+        """One iteration: forward, losses, and the G, D and temporal-D steps. Returns the losses as floats,
+        the carry for the next chunk and the generated frames ((B·n) x C x H x W, detached)."""
+        m, w = self.config.model, self.weights
+        backend = self.speed.backend
+        n = len(frames)
+        with self.speed.autocast(self.device):
+            outputs, fake_prev, new_carry = self.generate_chunk(A, frames, carry)
+
+        real = B[:, frames]  # B x n x 3 x H x W
+        real_prev = B[:, [f - 1 for f in frames]]
+        flow_gt, conf = self.flow_source(real, real_prev)  # B x n x 2/1 x H x W, no gradient
+
+        def by_frame(x):  # B x n x ... -> (B·n) x ..., frame-major within each clip
+            return self._fmt(x.flatten(0, 1))
+
+        def stack(tensors):  # n tensors of B x ... -> (B·n) x ...
+            return self._fmt(torch.stack(tensors, dim=1).flatten(0, 1))
+
+        fake = stack([o.img_final for o in outputs])
+        raw = stack([o.img_raw for o in outputs])
+        real_f, real_prev_f, labels = by_frame(real), by_frame(real_prev), by_frame(A[:, frames])
+        flow_gt_f, conf_f = by_frame(flow_gt), by_frame(conf)
+        losses = {}
+        with self.speed.autocast(self.device):
+            # image discriminator, on the final and the raw frames (the original sums both)
+            pred_real = self.D_train(torch.cat([labels, real_f], 1))
+            pred_fake = self.D_train(torch.cat([labels, fake.detach()], 1))
+            pred_raw = self.D_train(torch.cat([labels, raw.detach()], 1))
+            losses["D_real"] = 2 * gan_loss(pred_real, True)
+            losses["D_fake"] = gan_loss(pred_fake, False) + gan_loss(pred_raw, False)
+            loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])
+
+            with frozen(self.D):
+                g_fake = self.D_for_G(torch.cat([labels, fake], 1))
+                g_raw = self.D_for_G(torch.cat([labels, raw], 1))
+            losses["G_GAN"] = gan_loss(g_fake, True) + gan_loss(g_raw, True)
+            losses["G_GAN_Feat"] = w.lambda_feat * (
+                feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
+                + feature_matching_loss(g_raw, pred_real, m.num_D, m.n_layers_D)
+            )
+            if self.vgg.enabled:
+                losses["G_VGG"] = w.lambda_feat * (self.vgg(fake, real_f) + self.vgg(raw, real_f))
+
+            # flow and warp losses, on the frames that have a flow (all but a no_first_img first frame)
+            with_flow = [i for i, o in enumerate(outputs) if o.flow is not None]
+            if with_flow:
+                rows = self._rows(with_flow, n, A.shape[0])
+                flow = stack([outputs[i].flow for i in with_flow])
+                losses["F_Flow"] = w.flow_weight(m.n_scales_spatial) * flow_loss(flow, flow_gt_f[rows], conf_f[rows])
+                losses["F_Warp"] = w.lambda_T * flow_warp_loss(real_prev_f[rows], flow, real_f[rows], conf_f[rows], backend=backend)
+                if m.no_first_img:
+                    weight = stack([outputs[i].weight for i in with_flow])
+                    losses["W"] = w.lambda_W * weight_loss(weight, conf_f[rows])
+            # a no_first_img first frame has no generated predecessor: the original compares it with the
+            # real previous frame
+            prev_f = stack([p if p is not None else real_prev[:, i] for i, p in enumerate(fake_prev)])
+            losses["G_Warp"] = w.lambda_T * temporal_consistency_loss(fake, prev_f, flow_gt_f, conf_f, backend=backend)
+
+            loss_D_T = self._temporal_losses(real, torch.stack([o.img_final for o in outputs], 1), flow_gt, new_carry, losses)
+
+        generator_terms = [k for k in losses if k.startswith(("G_", "F_", "W"))]
+        loss_G = sum(losses[k] for k in generator_terms)
+        losses["G_total"], losses["D_total"] = loss_G, loss_D
+        values = {k: float(v) for k, v in zip(losses, torch.stack([v.detach().float() for v in losses.values()]).tolist())}
+        self._check_finite(values)
+
+        self.opt_G.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_G).backward()
+        self.scaler.step(self.opt_G)
+        self.opt_D.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_D).backward()
+        self.scaler.step(self.opt_D)
+        for s, loss in loss_D_T.items():
+            self.opt_D_T[s].zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt_D_T[s])
+        self.scaler.update()
+        return values, new_carry, fake.detach()
+
+    @staticmethod
+    def _rows(frame_ids: list[int], n: int, batch: int) -> list[int]:
+        """Rows of the (B·n) frame-major batch that belong to the given frames of the chunk."""
+        return [b * n + i for b in range(batch) for i in frame_ids]
+
+    def _temporal_losses(self, real, fake, flow_gt, carry: Carry, losses: dict) -> dict:
+        """Temporal discriminators on the clip's frames so far (history + this chunk); adds the
+        generator's temporal terms to ``losses``, returns ``{scale: temporal D loss}``, and keeps the
+        history the next chunk needs in ``carry``."""
+        m, w = self.config.model, self.weights
+        tD = m.n_frames_D
+        history = carry.history
+        real_all = torch.cat([history["real"], real], 1) if history else real
+        fake_all = torch.cat([history["fake"], fake], 1) if history else fake
+        flow_all = torch.cat([history["flow"], flow_gt], 1) if history else flow_gt
+        total, n = real_all.shape[1], real.shape[1]
+        loss_D_T = {}
+        for s in range(m.n_scales_temporal):
+            stride = tD**s
+            span = stride * (tD - 1)
+            n_groups = min(total - span, n)
+            if n_groups <= 0:
+                continue
+            real_in, fake_in = [], []
+            # as the original: groups ending at the newest frame, then every tD frames further back
+            for t in range(0, n_groups, tD):
+                end = total - t
+                window = slice(end - span - 1, end)
+                if s == 0:
+                    flows = flow_all[:, end - span : end]
+                else:
+                    sampled = real_all[:, window][:, ::stride]
+                    flows, _ = self.flow_source(sampled[:, 1:], sampled[:, :-1])
+                real_in.append(self.D_T.sample(real_all[:, window], flows, s))
+                fake_in.append(self.D_T.sample(fake_all[:, window], flows, s))
+            real_in, fake_in = self._fmt(torch.cat(real_in)), self._fmt(torch.cat(fake_in))
+            pred_real = self.D_T_train[s](real_in)
+            pred_fake = self.D_T_train[s](fake_in.detach())
+            loss_D_T[s] = discriminator_loss(pred_real, pred_fake)
+            with frozen(self.D_T.scales[s]):
+                g_fake = self.D_T_for_G[s](fake_in)
+            losses[f"G_T_GAN_{s}"] = gan_loss(g_fake, True)
+            losses[f"G_T_GAN_Feat_{s}"] = w.lambda_feat * feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
+            losses[f"D_T_{s}"] = loss_D_T[s]
+        keep = tD ** (m.n_scales_temporal - 1) * (tD - 1)
+        carry.history = {
+            "real": real_all[:, -keep:].detach(),
+            "fake": fake_all[:, -keep:].detach(),
+            "flow": flow_all[:, -keep:].detach(),
+        }
+        return loss_D_T
+
+    def _check_finite(self, values: dict):
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        # every rank decides together: one rank stopping alone would leave the others waiting for it
+        if not any_rank(self.dist, bool(bad), self.device):
+            self.nonfinite_streak = 0
+            return
+        if not bad:
+            bad = {"(a loss on another process)": float("nan")}
+        self.nonfinite_streak += 1
+        if self.speed.amp == "fp16" and self.nonfinite_streak < FP16_NONFINITE_PATIENCE:
+            return  # the GradScaler skips this step and lowers its scale
+        where = f"epoch {self.epoch}, iteration {self.iteration + 1}"
+        streak = f" for {self.nonfinite_streak} iterations in a row" if self.nonfinite_streak > 1 else ""
+        saved = (
+            f"the last checkpoint, {self.checkpoint_path}, holds the state before"
+            if self.checkpoint_path.is_file()
+            else "no checkpoint was written"
+        )
+        raise NonFiniteLossError(
+            f"training stopped at {where}: non-finite losses{streak}: "
+            + ", ".join(f"{k}={v}" for k, v in bad.items())
+            + f"; {saved}. Try a lower learning rate (--lr, now {self.config.schedule.lr:g})"
+            + (" or --amp bf16 / off" if self.speed.amp == "fp16" else "")
+            + "."
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    def total_iterations(self) -> int:
+        total = sum(
+            self.source.iterations(e, self.schedule.n_frames_total_at(e)) for e in range(1, self.schedule.total_epochs + 1)
+        )
+        max_iters = self.config.schedule.max_iters
+        return min(total, max_iters) if max_iters else total
+
+    def train(self) -> dict:
+        """Run until the schedule (or max_iters) ends. Returns a summary (iterations, speed)."""
+        total = self.total_iterations()
+        max_iters = self.config.schedule.max_iters
+        bar = self._progress_bar(total)
+        self._install_signal_handlers()
+        if self.dist.is_main:
+            log.info("training on %s (%d process%s): %s", self.device, self.dist.world_size,
+                     "es" if self.dist.enabled else "", self.speed.describe())
+        try:
+            while self.epoch <= self.schedule.total_epochs and not (max_iters and self.iteration >= max_iters):
+                self._set_epoch(self.epoch)
+                batches = self.source.batches(
+                    self.epoch, self.schedule.n_frames_total_at(self.epoch), self.position,
+                    pin_memory=self.device.type == "cuda",
+                )
+                for batch in batches:
+                    A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
+                    tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
+                    n_generated = A.shape[1] - tG + 1
+                    per_load = min(per_load, n_generated)
+                    n_chunks = min_over_ranks(self.dist, n_generated // per_load, self.device)
+                    if self.carry is None:
+                        self.carry = self.start_carry(B)
+                    while self.chunk < n_chunks:
+                        if any_rank(self.dist, self._stop_signal is not None, self.device):
+                            self.save()
+                            raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.checkpoint_path, self.iteration)
+                        start = tG - 1 + self.chunk * per_load
+                        frames = list(range(start, start + per_load))
+                        began = time.perf_counter()
+                        values, self.carry, fake = self.train_chunk(A, B, frames, self.carry)
+                        if self.device.type == "cuda":
+                            torch.cuda.synchronize(self.device)
+                        self.iteration_times.append(time.perf_counter() - began)
+                        self.chunk += 1
+                        self.iteration += 1
+                        self._log(values, bar, A, B, fake, frames)
+                        if self.iteration % self.config.run.save_latest_freq == 0:
+                            self.save()
+                        if max_iters and self.iteration >= max_iters:
+                            break
+                    if max_iters and self.iteration >= max_iters:
+                        break
+                    self.position += 1
+                    self.chunk, self.carry = 0, None
+                else:
+                    self.epoch += 1
+                    self.position = 0
+            self.save()
+        finally:
+            self._restore_signal_handlers()
+            if bar is not None:
+                bar.close()
+            if self.tensorboard is not None:
+                self.tensorboard.flush()
+        return self.summary()
+
+    def summary(self) -> dict:
+        times = self.iteration_times[3:] or self.iteration_times  # the first iterations warm up
+        per_iter = sum(times) / len(times) if times else float("nan")
+        peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
+        return {
+            "iterations": self.iteration,
+            "epoch": self.epoch,
+            "seconds_per_iteration": per_iter,
+            "iterations_per_second": 1.0 / per_iter if times else float("nan"),
+            "frames_per_second": self.config.schedule.max_frames_per_gpu * self.config.data.batch_size
+            * self.dist.world_size / per_iter if times else float("nan"),
+            "peak_memory_bytes": peak,
+            "speed": self.speed.describe(),
+            "device": str(self.device),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict:
+        return {
+            "config": to_dict(self.config),
+            "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), "D_T": self.D_T.state_dict()},
+            "optimizers": {
+                "G": self.opt_G.state_dict(),
+                "D": self.opt_D.state_dict(),
+                **{f"D_T_{s}": o.state_dict() for s, o in enumerate(self.opt_D_T)},
+            },
+            "scaler": self.scaler.state_dict(),
+            "progress": {
+                "epoch": self.epoch,
+                "position": self.position,
+                "chunk": self.chunk,
+                "iteration": self.iteration,
+                "nonfinite_streak": self.nonfinite_streak,
+                "world_size": self.dist.world_size,
+            },
+        }
+
+    def save(self) -> Path | None:
+        """Write the checkpoint (rank 0; every rank contributes its RNG state and carried frames)."""
+        per_rank = gather_objects(self.dist, {
+            "rng": ckpt.rng_state(self.device),
+            "carry": None if self.carry is None else self.carry.state(),
+        })
+        if not self.dist.is_main:
+            return None
+        payload = self.state()
+        payload["rng"] = [r["rng"] for r in per_rank]
+        payload["carry"] = [r["carry"] for r in per_rank]
+        ckpt.save_checkpoint(self.checkpoint_path, payload)
+        save_yaml(self.config, self.run_dir / "config.yaml")
+        return self.checkpoint_path
+
+    def load(self, path):
+        path = Path(path)
+        if path.is_dir():
+            path = path / "checkpoints" / "latest.pt"
+        # on the CPU first: the RNG states must stay CPU tensors; the rest is copied into place
+        payload = ckpt.load_checkpoint(path, to_dict(self.config), map_location="cpu")
+        progress = payload["progress"]
+        if progress["world_size"] != self.dist.world_size:
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} was written by {progress['world_size']} processes; resume it with the same "
+                f"number (this run has {self.dist.world_size}) so that every rank continues its own data and RNG"
+            )
+        ckpt.load_module_state(self.G, payload["models"]["G"], "generator", path)
+        ckpt.load_module_state(self.D, payload["models"]["D"], "discriminator", path)
+        ckpt.load_module_state(self.D_T, payload["models"]["D_T"], "temporal discriminator", path)
+        ckpt.load_optimizer_state(self.opt_G, payload["optimizers"]["G"], "generator", path)
+        ckpt.load_optimizer_state(self.opt_D, payload["optimizers"]["D"], "discriminator", path)
+        for s, optimizer in enumerate(self.opt_D_T):
+            ckpt.load_optimizer_state(optimizer, payload["optimizers"][f"D_T_{s}"], f"temporal discriminator {s}", path)
+        if payload.get("scaler"):
+            self.scaler.load_state_dict(payload["scaler"])
+        self.epoch, self.position = progress["epoch"], progress["position"]
+        self.chunk, self.iteration = progress["chunk"], progress["iteration"]
+        self.nonfinite_streak = progress["nonfinite_streak"]
+        carry = payload["carry"][self.dist.rank]
+        self.carry = None if carry is None else Carry.from_state(carry, self.device)
+        ckpt.set_rng_state(payload["rng"][self.dist.rank], self.device)
+        if self.dist.is_main:
+            log.info("resumed from %s: epoch %d, iteration %d", path, self.epoch, self.iteration)
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signal_handlers(self):
+        self._old_handlers = {}
+
+        def handler(signum, frame):
+            # the first signal stops at the next iteration boundary, after a checkpoint; a second one
+            # is not waited for
+            self._stop_signal = signum
+            signal.signal(signum, self._old_handlers.get(signum, signal.SIG_DFL))
+            if self.dist.is_main:
+                log.warning("%s: saving a checkpoint and stopping after this iteration (again to stop now)",
+                            signal.Signals(signum).name)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old_handlers[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: leave signals to the caller
+                pass
+
+    def _restore_signal_handlers(self):
+        for signum, old in getattr(self, "_old_handlers", {}).items():
+            signal.signal(signum, old)
+
+    # ------------------------------------------------------------------ what a person sees
+
+    def _progress_bar(self, total):
+        if not self.show_progress:
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            log.info("tqdm is not installed: no progress bar")
+            return None
+        return tqdm(total=total, initial=min(self.iteration, total), unit="it", desc="train", dynamic_ncols=True)
+
+    def _open_tensorboard(self):
+        if not (self.dist.is_main and self.config.run.tensorboard):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("TensorBoard logging is off: torch.utils.tensorboard needs the tensorboard package "
+                     "(pip install tensorboard); losses still go to %s", self.run_dir / "losses.jsonl")
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _log(self, values: dict, bar, A, B, fake, frames):
+        if not self.dist.is_main:
+            return
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                epoch=self.epoch, G=f"{values['G_total']:.3f}", D=f"{values['D_total']:.3f}",
+                lr=f"{self.opt_G.param_groups[0]['lr']:.2g}", refresh=False,
+            )
+        if self.iteration % self.config.run.print_freq == 0 or self.iteration == 1:
+            record = {"iteration": self.iteration, "epoch": self.epoch, "lr": self.opt_G.param_groups[0]["lr"], **values}
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "losses.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            if self.tensorboard is not None:
+                for key, value in values.items():
+                    self.tensorboard.add_scalar(f"loss/{key}", value, self.iteration)
+                self.tensorboard.add_scalar("lr", record["lr"], self.iteration)
+        if self.tensorboard is not None and self.iteration % self.config.run.display_freq == 0:
+            label = A[0, frames[-1]].float()
+            label = label[:3] if label.shape[0] >= 3 else label[:1].expand(3, -1, -1)
+            row = torch.cat([label, fake[len(frames) - 1].float(), B[0, frames[-1]].float()], dim=2)
+            self.tensorboard.add_image("label | synthesized | real", (row.clamp(-1, 1) + 1) / 2, self.iteration)
