@@ -65,7 +65,7 @@ int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // pixel). A fixed tile size puts every array of the tile at a constant offset from one pointer, so a
 // kernel's loop needs one register for all of them (with a row of arrays, x86's 16 registers were not
 // enough and the loop reloaded pointers from the stack).
-constexpr int64_t kTile = 64;
+constexpr int64_t kTile = 128;
 
 // The samples of a tile of output pixels, as arrays over x: structure of arrays, so that fill()
 // vectorizes (with -fno-trapping-math, which lets the compiler turn the selects of warp_math.h into vector
