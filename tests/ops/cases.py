@@ -142,3 +142,61 @@ def rel_error(actual, expected):
 def assert_close_to_reference(actual, expected, dtype, what):
     err = rel_error(actual, expected)
     assert err <= TOLERANCE[dtype], f"{what}: relative error {err:.3g} > {TOLERANCE[dtype]:.0e} for {dtype}"
+
+
+class CompositeStep(torch.nn.Module):
+    """A vid2vid-like step: a conv predicts flow, weight and raw frame; warp_blend composites them with
+    the previous frame; the flow-warp loss compares a warped real frame with the current one; every op
+    runs on `backend`."""
+
+    def __init__(self, backend="auto", channels=3):
+        super().__init__()
+        self.backend = backend
+        self.head = torch.nn.Conv2d(2 * channels, channels + 3, 3, padding=1)
+
+    def forward(self, prev, real_prev, real, conf):
+        out = self.head(torch.cat((prev, real), dim=1))
+        raw = torch.tanh(out[:, :3])
+        flow = out[:, 3:5] * 4
+        weight = torch.sigmoid(out[:, 5:6])
+        fake = v2v.warp_blend(prev, flow, raw, weight, backend=self.backend)
+        loss = torch.nn.functional.l1_loss(fake, real)
+        loss = loss + v2v.masked_warp_l1(real_prev, flow, real, conf, backend=self.backend)
+        loss = loss + v2v.flow_warp(real_prev, flow, backend=self.backend).mean()
+        return fake, loss
+
+
+def composite_inputs(device="cpu", size=(16, 20)):
+    torch.manual_seed(4)
+    prev, real_prev, real = (torch.rand(2, 3, *size, device=device) * 2 - 1 for _ in range(3))
+    conf = (torch.rand(2, 1, *size, device=device) > 0.3).float()
+    return prev, real_prev, real, conf
+
+
+def check_compile_matches_eager(model, inputs):
+    """torch.compile(fullgraph=True) of the model: one graph, no break, the eager values and gradients."""
+    torch._dynamo.reset()
+    fake, loss = model(*inputs)
+    loss.backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    compiled = torch.compile(model, fullgraph=True)
+    cfake, closs = compiled(*inputs)
+    closs.backward()
+    assert torch.allclose(cfake, fake, atol=1e-5) and torch.allclose(closs, loss, atol=1e-5)
+    for g, eg in zip((p.grad for p in model.parameters()), eager_grads):
+        assert torch.allclose(g, eg, atol=1e-5, rtol=1e-4)
+    explanation = torch._dynamo.explain(model)(*inputs)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+def check_autocast(model, inputs, dtype):
+    """Under autocast the step runs in `dtype`, its gradients are finite and it stays near fp32."""
+    with torch.autocast(inputs[0].device.type, dtype=dtype):
+        fake, loss = model(*inputs)
+    assert fake.dtype == dtype
+    loss.backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
+    with torch.no_grad():
+        ref_fake, _ = model(*inputs)
+    assert (fake.float() - ref_fake).abs().max() < 0.1

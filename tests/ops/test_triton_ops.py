@@ -4,12 +4,15 @@ in a subprocess with TRITON_INTERPRET=1 (CPU tensors; small sizes keep the inter
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import vid2vid_fast as v2v
 from cases import (
     OPS,
     PADDING_MODES,
+    CompositeStep,
+    check_autocast,
+    check_compile_matches_eager,
+    composite_inputs,
     assert_close_to_reference,
     make_flow,
     run_with_grads,
@@ -205,63 +208,13 @@ def test_outputs_keep_channels_last():
         assert g.is_contiguous(memory_format=torch.channels_last) or g.shape[1] == 1
 
 
-class CompositeStep(torch.nn.Module):
-    """A vid2vid-like step on the Triton ops: a conv predicts flow, weight and raw frame; warp_blend
-    composites them with the previous frame; the flow-warp loss compares a warped real frame with the
-    current one."""
-
-    def __init__(self, channels=3):
-        super().__init__()
-        self.head = torch.nn.Conv2d(2 * channels, channels + 3, 3, padding=1)
-
-    def forward(self, prev, real_prev, real, conf):
-        out = self.head(torch.cat((prev, real), dim=1))
-        raw = torch.tanh(out[:, :3])
-        flow = out[:, 3:5] * 4
-        weight = torch.sigmoid(out[:, 5:6])
-        fake = v2v.warp_blend(prev, flow, raw, weight, backend="triton")
-        loss = F.l1_loss(fake, real) + v2v.masked_warp_l1(real_prev, flow, real, conf, backend="triton")
-        loss = loss + v2v.flow_warp(real_prev, flow, backend="triton").mean()
-        return fake, loss
-
-
-def composite_inputs():
-    torch.manual_seed(4)
-    prev, real_prev, real = (torch.rand(2, 3, 6, 7, device=DEVICE) * 2 - 1 for _ in range(3))
-    conf = (torch.rand(2, 1, 6, 7, device=DEVICE) > 0.3).float()
-    return prev, real_prev, real, conf
-
-
 def test_compile_fullgraph_matches_eager():
-    torch._dynamo.reset()
-    model = CompositeStep().to(DEVICE)
-    inputs = composite_inputs()
-    fake, loss = model(*inputs)
-    loss.backward()
-    eager_grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    compiled = torch.compile(model, fullgraph=True)
-    cfake, closs = compiled(*inputs)
-    closs.backward()
-    assert torch.allclose(cfake, fake, atol=1e-5) and torch.allclose(closs, loss, atol=1e-5)
-    for g, eg in zip((p.grad for p in model.parameters()), eager_grads):
-        assert torch.allclose(g, eg, atol=1e-5, rtol=1e-4)
-    explanation = torch._dynamo.explain(model)(*inputs)
-    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    check_compile_matches_eager(CompositeStep("triton").to(DEVICE), composite_inputs(DEVICE, (6, 7)))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_autocast_runs_in_autocast_dtype(dtype):
-    model = CompositeStep().to(DEVICE)
-    inputs = composite_inputs()
-    with torch.autocast(DEVICE, dtype=dtype):
-        fake, loss = model(*inputs)
-    assert fake.dtype == dtype
-    loss.backward()
-    assert all(p.grad is not None and p.grad.isfinite().all() for p in model.parameters())
-    with torch.no_grad():
-        ref_fake, _ = model(*inputs)
-    assert (fake.float() - ref_fake).abs().max() < 0.1
+    check_autocast(CompositeStep("triton").to(DEVICE), composite_inputs(DEVICE, (6, 7)), dtype)
 
 
 def test_meta_tensors_give_shapes():
