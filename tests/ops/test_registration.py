@@ -2,10 +2,18 @@
 
 import pytest
 import torch
+from cases import (
+    OPS,
+    CompositeStep,
+    check_autocast,
+    check_compile_matches_eager,
+    compiled_backend_params,
+    composite_inputs,
+    device_of,
+    make_flow,
+)
 
 import vid2vid_fast as v2v
-from cases import (OPS, CompositeStep, check_autocast, check_compile_matches_eager, compiled_backend_params,
-                   composite_inputs, device_of, make_flow)
 
 pytestmark = pytest.mark.skipif(
     "cpu" not in v2v.available_backends("cpu"), reason="the compiled extension is not built"

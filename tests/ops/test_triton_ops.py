@@ -4,19 +4,19 @@ in a subprocess with TRITON_INTERPRET=1 (CPU tensors; small sizes keep the inter
 
 import pytest
 import torch
-
-import vid2vid_fast as v2v
 from cases import (
     OPS,
     PADDING_MODES,
     CompositeStep,
+    assert_close_to_reference,
     check_autocast,
     check_compile_matches_eager,
     composite_inputs,
-    assert_close_to_reference,
     make_flow,
     run_with_grads,
 )
+
+import vid2vid_fast as v2v
 from vid2vid_fast.ops.backends import TRITON_IMPORTABLE, TRITON_INTERPRETED
 
 if TRITON_INTERPRETED:
