@@ -130,8 +130,9 @@ class ScheduleConfig:
 @dataclass
 class SpeedConfig:
     backend: str = opt(
-        "auto", "flow-warp kernels: auto = the fused ones, reference = the plain PyTorch chain",
-        choices=["auto", "reference", "cpu", "cuda"],
+        "auto", "flow-warp kernels: auto = the fused ones (on GPUs triton or cuda per op, from the dispatch "
+        "table), reference = the plain PyTorch chain",
+        choices=["auto", "reference", "cpu", "cuda", "triton"],
     )
     amp: str = opt(
         "auto", "mixed precision: auto = bf16 on GPUs that have it (else fp16), off on the CPU",

@@ -13,7 +13,7 @@ import torch
 
 @dataclass(frozen=True)
 class Speed:
-    backend: str  # flow-warp backend for the ops ("auto", "reference", "cpu", "cuda")
+    backend: str  # flow-warp backend for the ops ("auto", "reference", "cpu", "cuda", "triton")
     amp: str  # "off", "bf16" or "fp16"
     compile: bool
     channels_last: bool
@@ -50,8 +50,8 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
     amp = speed_config.amp
     if amp == "auto":
         amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "off"
-    if speed_config.backend == "cuda" and not on_gpu:
-        raise ValueError("backend 'cuda' needs the run on a GPU (device cuda)")
+    if speed_config.backend in ("cuda", "triton") and not on_gpu:
+        raise ValueError(f"backend {speed_config.backend!r} needs the run on a GPU (device cuda)")
 
     def switch(value):
         return on_gpu if value == "auto" else value == "on"
