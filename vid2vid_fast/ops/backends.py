@@ -2,8 +2,8 @@
 
 Backends: "reference" (pure PyTorch, grid_sample based), "cpu" and "cuda" (the compiled extension
 vid2vid_fast._C), "triton" (Triton kernels, CUDA tensors; CPU tensors too under TRITON_INTERPRET=1, for
-tests). "auto" picks the extension's kernel for the tensor's device when it is there, then Triton on
-CUDA, and the reference otherwise.
+tests). "auto" picks the extension's kernel for CPU tensors; for CUDA tensors triton or cuda per op, dtype
+and size, from the measured table of dispatch.py; the reference where nothing compiled can run.
 """
 
 import importlib
