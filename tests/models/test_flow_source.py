@@ -178,3 +178,19 @@ def test_flow_sources_on_gpu_tensors(raft_small_file):
         src(frames[:1], frames[1:])
     flow, conf = src.cuda()(frames[:1], frames[1:])
     assert flow.shape == (1, 2, 128, 128) and conf.device == frames.device
+
+
+def test_a_flow_source_must_implement_estimate():
+    class NoEstimate(FlowSource):
+        pass
+
+    with pytest.raises(TypeError, match="estimate"):
+        NoEstimate()
+
+    class Zero(FlowSource):
+        def estimate(self, image_t, image_prev):
+            return image_t.new_zeros(image_t.shape[0], 2, *image_t.shape[2:])
+
+    image = torch.rand(1, 3, 4, 5) * 2 - 1
+    flow, conf = Zero()(image, image)
+    assert flow.abs().max() == 0 and conf.min() == 1  # identical frames, zero flow: every pixel reliable

@@ -10,6 +10,7 @@ Sources: ClassicalFlow (OpenCV DIS, no weights, the default) and RAFTFlow (torch
 weights from a file the user names). The original used a frozen FlowNet2, which is not provided here.
 """
 
+import abc
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -52,10 +53,11 @@ def _check_pair(image_t, image_prev):
         raise ValueError(f"image_prev is on {image_prev.device} but image_t is on {image_t.device}")
 
 
-class FlowSource(nn.Module):
-    """Base class: `source(image_t, image_prev) -> (flow, conf)` (see the module doc). Images are
+class FlowSource(nn.Module, abc.ABC):
+    """Abstract base: `source(image_t, image_prev) -> (flow, conf)` (see the module doc). Images are
     (B, 3, H, W), or (B, T, 3, H, W) for T pairs at once (then flow is (B, T, 2, H, W) and conf
-    (B, T, 1, H, W)). Runs without gradients and outside autocast; subclasses implement `estimate`."""
+    (B, T, 1, H, W)). Runs without gradients and outside autocast; a subclass implements `estimate`
+    (a class without it cannot be instantiated)."""
 
     def forward(self, image_t, image_prev):
         if image_t.dim() == 5 and image_prev.dim() == 5:
@@ -73,9 +75,9 @@ class FlowSource(nn.Module):
             conf = flow_confidence(image_t, image_prev, flow)
         return flow, conf
 
+    @abc.abstractmethod
     def estimate(self, image_t, image_prev):
         """The flow (B, 2, H, W) with flow_warp(image_prev, flow) ≈ image_t."""
-        raise NotImplementedError
 
 
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
