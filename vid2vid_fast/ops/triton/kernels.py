@@ -167,6 +167,14 @@ def _scatter(acc, acc_sc, o00, o01, o10, o11, contrib, contrib_stride, offs, C, 
         tl.atomic_add(acc + o11[:, None] + co, g1 * wx1[:, None], mask=keep, sem="relaxed")
 
 
+@triton.jit
+def _store_flow_grad(grad_flow, b, y, x, sn, sc, sy, sx, gx, gy, live):
+    """Writes the flow gradient (gx, gy) of each pixel, summed over channels."""
+    at = grad_flow + b * sn + y * sy + x * sx
+    tl.store(at, gx.to(grad_flow.dtype.element_ty), mask=live)
+    tl.store(at + sc, gy.to(grad_flow.dtype.element_ty), mask=live)
+
+
 # ------------------------------------------------------------------------------------------------ flow_warp
 
 
@@ -231,9 +239,7 @@ def flow_warp_backward_kernel(
             gx += tl.sum(tl.where(keep, g * d_x, 0.0), axis=1)
             gy += tl.sum(tl.where(keep, g * d_y, 0.0), axis=1)
     if NEED_FLOW:
-        o_gf = grad_flow + b * gf_sn + y * gf_sy + x * gf_sx
-        tl.store(o_gf, gx.to(grad_flow.dtype.element_ty), mask=live)
-        tl.store(o_gf + gf_sc, gy.to(grad_flow.dtype.element_ty), mask=live)
+        _store_flow_grad(grad_flow, b, y, x, gf_sn, gf_sc, gf_sy, gf_sx, gx, gy, live)
 
 
 # ----------------------------------------------------------------------------------------------- warp_blend
@@ -322,9 +328,7 @@ def warp_blend_backward_kernel(
             r = tl.load(raw + o_raw[:, None] + (ch * raw_sc)[None, :], mask=m2, other=0.0).to(ACC)
             gw += tl.sum(tl.where(m2, g * (r - warped), 0.0), axis=1)
     if NEED_FLOW:
-        o_gf = grad_flow + b * gf_sn + y * gf_sy + x * gf_sx
-        tl.store(o_gf, gx.to(grad_flow.dtype.element_ty), mask=live)
-        tl.store(o_gf + gf_sc, gy.to(grad_flow.dtype.element_ty), mask=live)
+        _store_flow_grad(grad_flow, b, y, x, gf_sn, gf_sc, gf_sy, gf_sx, gx, gy, live)
     if NEED_WEIGHT:
         tl.store(grad_weight + b * gw_sn + y * gw_sy + x * gw_sx, gw.to(grad_weight.dtype.element_ty), mask=live)
 
@@ -425,9 +429,7 @@ def masked_warp_l1_backward_kernel(
             gx += tl.sum(tl.where(keep, sg * m * d_x, 0.0), axis=1)
             gy += tl.sum(tl.where(keep, sg * m * d_y, 0.0), axis=1)
     if NEED_FLOW:
-        o_gf = grad_flow + b * gf_sn + y * gf_sy + x * gf_sx
-        tl.store(o_gf, gx.to(grad_flow.dtype.element_ty), mask=live)
-        tl.store(o_gf + gf_sc, gy.to(grad_flow.dtype.element_ty), mask=live)
+        _store_flow_grad(grad_flow, b, y, x, gf_sn, gf_sc, gf_sy, gf_sx, gx, gy, live)
     if NEED_MASK and not MASK_PER_CHANNEL:
         tl.store(grad_mask + o_gm, gm_sum.to(grad_mask.dtype.element_ty), mask=live)
 
