@@ -200,3 +200,18 @@ def check_autocast(model, inputs, dtype):
     with torch.no_grad():
         ref_fake, _ = model(*inputs)
     assert (fake.float() - ref_fake).abs().max() < 0.1
+
+
+def check_64bit_offsets(backend):
+    """numel >= 2^31 on a GPU: the kernels switch to 64-bit offsets (fp16, about 4.3 GB per image); the far
+    corner, which only a 64-bit offset reaches, is checked against the reference."""
+    free, _ = torch.cuda.mem_get_info()
+    if free < 24 * 2**30:
+        pytest.skip("needs about 24 GB of free GPU memory")
+    b, c, h, w = 1, 2, 32768, 32769  # 2 * 32768 * 32769 > 2^31
+    img = torch.rand(b, c, h, w, device="cuda", dtype=torch.float16)
+    flow = torch.full((b, 2, h, w), 0.5, device="cuda", dtype=torch.float16)
+    out = v2v.flow_warp(img, flow, "zeros", backend=backend)
+    tail = (slice(None), slice(None), slice(h - 3, h), slice(w - 3, w))
+    expected = reference.flow_warp(img[:, :, h - 4 :, w - 4 :].float(), flow[:, :, h - 4 :, w - 4 :].float(), "zeros")
+    assert torch.allclose(out[tail].float(), expected[:, :, 1:, 1:], atol=1e-3)

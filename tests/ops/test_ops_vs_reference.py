@@ -3,15 +3,14 @@ odd shapes, sizes of 1, many channels, every memory layout (DESIGN.md §5)."""
 
 import pytest
 import torch
-
 from cases import (
     LAYOUTS,
     OPS,
     PADDING_MODES,
     assert_close_to_reference,
     backend_params,
-    device_of,
     compiled_backend_params,
+    device_of,
     run_with_grads,
 )
 
@@ -25,19 +24,6 @@ SHAPES = [
     (1, 256, 3, 5),
 ]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-
-
-@pytest.fixture
-def poisoned_allocations(request):
-    """Fills every new allocation with NaN (torch's deterministic mode does this), so an output element a
-    kernel forgets to write shows up as NaN. The CPU kernels are deterministic, so this mode is legal."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    yield
-    torch.use_deterministic_algorithms(previous)
-    torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def check_op(op, backend, shape, dtype, layout, padding_mode, seed):

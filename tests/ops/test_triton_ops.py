@@ -9,6 +9,7 @@ from cases import (
     PADDING_MODES,
     CompositeStep,
     assert_close_to_reference,
+    check_64bit_offsets,
     check_autocast,
     check_compile_matches_eager,
     composite_inputs,
@@ -16,7 +17,6 @@ from cases import (
     run_with_grads,
 )
 
-import vid2vid_fast as v2v
 from vid2vid_fast.ops.backends import TRITON_IMPORTABLE, TRITON_INTERPRETED
 
 if TRITON_INTERPRETED:
@@ -34,19 +34,6 @@ pytestmark = pytest.mark.skipif(
 SHAPES = [(2, 3, 5, 7), (1, 1, 1, 6), (1, 3, 5, 1), (1, 2, 1, 1)]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 GRAD_NAMES = ["first input", "flow", "third input", "fourth input"]
-
-
-@pytest.fixture
-def deterministic_poisoned():
-    """Deterministic mode, with every new allocation filled with NaN so that an output element a kernel
-    forgets to write shows up."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.use_deterministic_algorithms(True)
-    torch.utils.deterministic.fill_uninitialized_memory = True
-    yield
-    torch.use_deterministic_algorithms(previous)
-    torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def check_op(op, shape, dtype, layout, padding_mode, seed, mask_channels=None):
@@ -73,7 +60,7 @@ def test_matches_reference(op, shape, dtype, padding_mode):
     check_op(op, shape, dtype, "contiguous", padding_mode, seed=sum(shape))
 
 
-@pytest.mark.usefixtures("deterministic_poisoned")
+@pytest.mark.usefixtures("poisoned_allocations")
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -166,7 +153,7 @@ def test_gradcheck(op, padding_mode):
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_deterministic_backward_is_bit_identical(op, deterministic_poisoned):
+def test_deterministic_backward_is_bit_identical(op, poisoned_allocations):
     """Many outputs sample the same pixels (a flow that squeezes the image into a corner), so the order of
     the image-gradient sums matters; deterministic mode fixes it: runs are bit-identical."""
     make_inputs, fn, _ = OPS[op]
@@ -233,7 +220,7 @@ def test_64bit_offsets_path(op, deterministic, monkeypatch, request):
 
     monkeypatch.setattr(launch, "_INT32_LIMIT", 0)
     if deterministic:
-        request.getfixturevalue("deterministic_poisoned")
+        request.getfixturevalue("poisoned_allocations")
     check_op(op, (2, 3, 4, 5), torch.float32, "channels_last", "zeros", seed=29)
 
 
@@ -254,16 +241,4 @@ def test_direct_op_calls_are_checked():
 @pytest.mark.slow
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs a GPU with about 24 GB free")
 def test_64bit_offsets():
-    """numel >= 2^31: the kernels switch to 64-bit offsets (fp16, about 4.3 GB per image)."""
-    free, _ = torch.cuda.mem_get_info()
-    if free < 24 * 2**30:
-        pytest.skip("needs about 24 GB of free GPU memory")
-    from vid2vid_fast.ops import reference
-
-    b, c, h, w = 1, 2, 32768, 32769  # 2 * 32768 * 32769 > 2^31
-    img = torch.rand(b, c, h, w, device="cuda", dtype=torch.float16)
-    flow = torch.full((b, 2, h, w), 0.5, device="cuda", dtype=torch.float16)
-    out = v2v.flow_warp(img, flow, "zeros", backend="triton")
-    tail = (slice(None), slice(None), slice(h - 3, h), slice(w - 3, w))  # only a 64-bit offset reaches it
-    expected = reference.flow_warp(img[:, :, h - 4 :, w - 4 :].float(), flow[:, :, h - 4 :, w - 4 :].float(), "zeros")
-    assert torch.allclose(out[tail].float(), expected[:, :, 1:, 1:], atol=1e-3)
+    check_64bit_offsets("triton")
