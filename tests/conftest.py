@@ -7,5 +7,6 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "cuda" in item.keywords:
+        # The marker, not the keyword: a test or parameter merely named "cuda" is not a GPU test.
+        if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)

@@ -15,7 +15,7 @@ def test_reference_overrides_every_switch():
     assert resolve_speed(config.speed, torch.device("cpu")) == REFERENCE
 
 
-@pytest.mark.parametrize("backend", ["cuda", "triton"], ids=lambda b: f"{b}_backend")
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_gpu_backends_need_a_gpu_run(backend):
     config = make_config(overrides={"speed": {"backend": backend}})
     with pytest.raises(ValueError, match=f"backend '{backend}' needs the run on a GPU"):
