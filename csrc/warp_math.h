@@ -89,6 +89,47 @@ V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int32_t size, bool zero
   return s;
 }
 
+// The same sample as sample_axis, in paired form (the CPU kernels'): the corners are always neighbours,
+// i1 = i0 + 1 (i1 = i0 for size 1), with i0 clamped into [0, size - 2], and each weight and derivative is
+// that of the pixel the corner sits on. The value and its derivative equal sample_axis's; only where that
+// clamps both corners onto one pixel (at the last pixel, or outside with zeros padding) does the weight
+// move to the pair's other corner. So a kernel can read both corners of a row as one pair.
+template <typename acc_t>
+V2V_HOST_DEVICE AxisSample<acc_t> paired_sample_axis(acc_t pos, int32_t size, bool zeros_padding) {
+  AxisSample<acc_t> s;
+  const acc_t last = static_cast<acc_t>(size - 1);
+  const int32_t last_pair = size > 1 ? size - 2 : 0;
+  const acc_t has_pair = size > 1 ? acc_t(1) : acc_t(0);
+  if (!zeros_padding) {
+    const acc_t gate = ((pos > acc_t(0)) & (pos < last)) ? acc_t(1) : acc_t(0);
+    const acc_t p = pos > last ? last : (pos < acc_t(0) ? acc_t(0) : pos);
+    const acc_t left_max = static_cast<acc_t>(last_pair);
+    const int32_t i0 = floor_index(p < left_max ? p : left_max);
+    const acc_t t = p - static_cast<acc_t>(i0);  // in [0, 1]; 1 at the last pixel, 0 for size 1
+    s.i0 = i0;
+    s.w0 = acc_t(1) - t;
+    s.w1 = t;
+    s.d0 = -gate;
+    s.d1 = gate;
+  } else {
+    const acc_t p = clamp_value(pos, acc_t(-2), last + acc_t(2));  // as in sample_axis
+    const int32_t i = floor_index(p);
+    const acc_t t = p - static_cast<acc_t>(i);
+    s.i0 = clamp_value<int32_t>(i, 0, last_pair);
+    // Where pixel i sits in the pair: 0 (left corner, both inside), -1 (the left corner is outside, the
+    // right one is pixel 0) or 1 (the right corner is outside, the left one is the last pixel).
+    const int32_t e = i - s.i0;
+    const acc_t on = e == 0 ? acc_t(1) : acc_t(0), before = e == -1 ? acc_t(1) : acc_t(0);
+    const acc_t after = e == 1 ? acc_t(1) : acc_t(0);
+    s.w0 = on * (acc_t(1) - t) + before * t;
+    s.w1 = has_pair * (on * t + after * (acc_t(1) - t));
+    s.d0 = before - on;
+    s.d1 = has_pair * (on - after);
+  }
+  s.i1 = size > 1 ? s.i0 + 1 : s.i0;
+  return s;
+}
+
 template <typename acc_t>
 struct Sample {
   AxisSample<acc_t> x, y;
@@ -105,6 +146,19 @@ V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy
   const acc_t py = static_cast<acc_t>(y) + (s.valid ? dy : acc_t(0));
   s.x = sample_axis<acc_t>(px, W, zeros_padding);
   s.y = sample_axis<acc_t>(py, H, zeros_padding);
+  return s;
+}
+
+// sample_at in paired form (paired_sample_axis).
+template <typename acc_t>
+V2V_HOST_DEVICE Sample<acc_t> paired_sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy, int32_t H, int32_t W,
+                                               bool zeros_padding) {
+  Sample<acc_t> s;
+  s.valid = !(is_nan(dx) | is_nan(dy));
+  const acc_t px = static_cast<acc_t>(x) + (s.valid ? dx : acc_t(0));
+  const acc_t py = static_cast<acc_t>(y) + (s.valid ? dy : acc_t(0));
+  s.x = paired_sample_axis<acc_t>(px, W, zeros_padding);
+  s.y = paired_sample_axis<acc_t>(py, H, zeros_padding);
   return s;
 }
 

@@ -12,6 +12,7 @@
 #include <ATen/ops/zeros_like.h>
 
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../ops.h"
