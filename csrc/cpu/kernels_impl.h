@@ -75,10 +75,14 @@ constexpr int64_t kTile = 128;
 // Channels whose image gradients are scattered together (TileSamples::scatter).
 constexpr int64_t kChannelGroup = 4;
 
+// What TileSamples::sample_plane computes besides the sampled value.
+enum class Sampled { kValue, kDerivatives, kFlowGrad };
+
 #if V2V_CPU_AVX512
 template <typename acc_t, typename index_t>
 struct TileSamples;
-void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, bool with_derivatives);
+template <Sampled kWhat>
+void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, const float* grad);
 #endif
 
 // The samples of a tile of output pixels, as arrays over x: structure of arrays, so that fill()
@@ -145,12 +149,18 @@ struct alignas(64) TileSamples {
   // warped[x] = the sample of plane at pixel x (NaN where invalid).
   template <typename scalar_t>
   void sample(const scalar_t* plane) {
-    sample_plane<false>(plane);
+    sample_plane<Sampled::kValue>(plane, nullptr);
   }
   // warped, and its derivatives with respect to the sample position in warped_dx and warped_dy.
   template <typename scalar_t>
   void sample_with_derivatives(const scalar_t* plane) {
-    sample_plane<true>(plane);
+    sample_plane<Sampled::kDerivatives>(plane, nullptr);
+  }
+  // warped, and this channel's share of the flow gradient where valid: sums[0][x] and sums[1][x] grow by
+  // grad[k][x] (the gradient of the warped value) times its derivatives along x and y.
+  template <typename scalar_t>
+  void sample_and_add_flow_grad(const scalar_t* plane, int64_t k) {
+    sample_plane<Sampled::kFlowGrad>(plane, grad[k]);
   }
 
   // Adds grad[k][x] times the bilinear weights of pixel x's sample into gradient plane k, for the
@@ -176,20 +186,25 @@ struct alignas(64) TileSamples {
   }
 
  private:
-  template <bool kDerivatives, typename scalar_t>
-  void sample_plane(const scalar_t* plane) {
+  template <Sampled kWhat, typename scalar_t>
+  void sample_plane(const scalar_t* plane, const acc_t* g) {
 #if V2V_CPU_AVX512
     // Rows of floats in memory: 8-byte pairs of corners, gathered eight at a time.
     if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float> && std::is_same_v<index_t, int32_t>) {
-      if (step_x == 1) return sample_float_pairs(*this, plane, kDerivatives);
+      if (step_x == 1) return sample_float_pairs<kWhat>(*this, plane, g);
     }
 #endif
+    constexpr bool kDerivatives = kWhat != Sampled::kValue;
     for (int64_t x = 0; x < n; ++x) {
       const Corners<acc_t> k = read_corners<acc_t>(plane, offsets(x));
       const AxisSample<acc_t> ax = kDerivatives ? x_axis(x) : x_weights(x);
       const AxisSample<acc_t> ay = kDerivatives ? y_axis(x) : y_weights(x);
       warped[x] = valid[x] ? interpolate(k, ax, ay) : quiet_nan<acc_t>();
-      if (kDerivatives) warped_dx[x] = interpolate_dx(k, ax, ay), warped_dy[x] = interpolate_dy(k, ax, ay);
+      if (kWhat == Sampled::kDerivatives) warped_dx[x] = interpolate_dx(k, ax, ay), warped_dy[x] = interpolate_dy(k, ax, ay);
+      if (kWhat == Sampled::kFlowGrad) {
+        sums[0][x] += valid[x] ? g[x] * interpolate_dx(k, ax, ay) : acc_t(0);
+        sums[1][x] += valid[x] ? g[x] * interpolate_dy(k, ax, ay) : acc_t(0);
+      }
     }
   }
 
@@ -240,7 +255,8 @@ V2V_ALWAYS_INLINE void gather_pairs(const float* plane, const int32_t* off, __m2
 
 // TileSamples::sample_plane for float planes whose rows are contiguous (step_x == 1), 16 pixels at a time;
 // the arithmetic is interpolate, interpolate_dx and interpolate_dy of warp_math.h.
-void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, bool with_derivatives) {
+template <Sampled kWhat>
+void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, const float* grad) {
   const __m256i top_row = _mm256_setzero_si256(), bottom_row = _mm256_set1_epi32(t.step_y);
   const __m512 nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
   for (int64_t x = 0; x < t.n; x += 16) {
@@ -255,13 +271,21 @@ void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, bool
                                                _mm_set1_epi8(-1));
     _mm512_store_ps(t.warped + x,
                     _mm512_mask_blend_ps(valid, nan, _mm512_fmadd_ps(yw1, bottom, _mm512_mul_ps(yw0, top))));
-    if (!with_derivatives) continue;
+    if (kWhat == Sampled::kValue) continue;
     const __m512 xd0 = _mm512_load_ps(t.deriv[0] + x), xd1 = _mm512_load_ps(t.deriv[1] + x);
     const __m512 yd0 = _mm512_load_ps(t.deriv[2] + x), yd1 = _mm512_load_ps(t.deriv[3] + x);
     const __m512 top_dx = _mm512_fmadd_ps(xd1, v01, _mm512_mul_ps(xd0, v00));
     const __m512 bottom_dx = _mm512_fmadd_ps(xd1, v11, _mm512_mul_ps(xd0, v10));
-    _mm512_store_ps(t.warped_dx + x, _mm512_fmadd_ps(yw1, bottom_dx, _mm512_mul_ps(yw0, top_dx)));
-    _mm512_store_ps(t.warped_dy + x, _mm512_fmadd_ps(yd1, bottom, _mm512_mul_ps(yd0, top)));
+    const __m512 dx = _mm512_fmadd_ps(yw1, bottom_dx, _mm512_mul_ps(yw0, top_dx));
+    const __m512 dy = _mm512_fmadd_ps(yd1, bottom, _mm512_mul_ps(yd0, top));
+    if (kWhat == Sampled::kDerivatives) {
+      _mm512_store_ps(t.warped_dx + x, dx);
+      _mm512_store_ps(t.warped_dy + x, dy);
+    } else {
+      const __m512 g = _mm512_maskz_load_ps(valid, grad + x);
+      _mm512_store_ps(t.sums[0] + x, _mm512_mask_fmadd_ps(g, valid, dx, _mm512_load_ps(t.sums[0] + x)));
+      _mm512_store_ps(t.sums[1] + x, _mm512_mask_fmadd_ps(g, valid, dy, _mm512_load_ps(t.sums[1] + x)));
+    }
   }
 }
 #endif
@@ -397,13 +421,7 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
             for_each_channel_group(C, [&](int64_t c, int64_t k) {
               const scalar_t* g_row = &go(b, c, y, x0);
               for (int64_t x = 0; x < t.n; ++x) t.grad[k][x] = static_cast<acc_t>(g_row[x * go.sx]);
-              if (!mask[1]) return;
-              t.sample_with_derivatives(in.plane(b, c));
-              for (int64_t x = 0; x < t.n; ++x) {
-                // A NaN-flow pixel sends no gradient anywhere.
-                t.sums[0][x] += t.valid[x] ? t.grad[k][x] * t.warped_dx[x] : acc_t(0);
-                t.sums[1][x] += t.valid[x] ? t.grad[k][x] * t.warped_dy[x] : acc_t(0);
-              }
+              if (mask[1]) t.sample_and_add_flow_grad(in.plane(b, c), k);
             }, [&](int64_t c0, int64_t group) {
               if (mask[0]) t.template scatter<decltype(differ)::value>(scatter + b * gsn + c0 * gsc, gsc, group);
             });
@@ -485,29 +503,27 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, acc_t* scatter, auto differ) {
             t.zero_sums();
             for_each_channel_group(C, [&](int64_t c, int64_t k) {
-              if (mask[1]) {
-                t.sample_with_derivatives(pv.plane(b, c));
-              } else if (mask[3]) {
-                t.sample(pv.plane(b, c));
-              }
               const scalar_t* w_row = &wt(b, 0, y, x0);
               const scalar_t* g_row = &go(b, c, y, x0);
               const scalar_t* r_row = &rw(b, c, y, x0);
               scalar_t* gr_row = &gr(b, c, y, x0);
               for (int64_t x = 0; x < t.n; ++x) {
-                const acc_t r = static_cast<acc_t>(r_row[x * rw.sx]);
                 const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
                 const acc_t w = static_cast<acc_t>(w_row[x * wt.sx]);
-                const acc_t g_prev = g * (acc_t(1) - w);
                 if (mask[2]) gr_row[x * gr.sx] = static_cast<scalar_t>(g * w);
-                t.grad[k][x] = g_prev;
-                // A NaN-flow pixel's warped value is NaN (so is its weight gradient); it sends no gradient to
-                // prev or flow.
-                if (mask[1]) {
-                  t.sums[0][x] += t.valid[x] ? g_prev * t.warped_dx[x] : acc_t(0);
-                  t.sums[1][x] += t.valid[x] ? g_prev * t.warped_dy[x] : acc_t(0);
-                }
-                if (mask[3]) t.sums[2][x] += g * (r - t.warped[x]);
+                t.grad[k][x] = g * (acc_t(1) - w);
+              }
+              // A NaN-flow pixel's warped value is NaN (so is its weight gradient); it sends no gradient to
+              // prev or flow.
+              if (mask[1]) {
+                t.sample_and_add_flow_grad(pv.plane(b, c), k);
+              } else if (mask[3]) {
+                t.sample(pv.plane(b, c));
+              }
+              if (!mask[3]) return;
+              for (int64_t x = 0; x < t.n; ++x) {
+                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
+                t.sums[2][x] += g * (static_cast<acc_t>(r_row[x * rw.sx]) - t.warped[x]);
               }
             }, [&](int64_t c0, int64_t group) {
               if (mask[0]) t.template scatter<decltype(differ)::value>(scatter + b * gsn + c0 * gsc, gsc, group);
