@@ -1,12 +1,13 @@
 """Times each fused op against the eager grid_sample chain, side by side, and writes a Markdown table.
 
-    python benchmarks/ops_table.py [--quick] [--device cpu|cuda] [--repeats N] [--warmup N] [--out DIR]
+    python benchmarks/ops_table.py [--quick] [--cold] [--device cpu|cuda] [--repeats N] [--warmup N] [--out DIR]
 
 For every op, shape and pass (forward, forward + backward) of op_cases.py, the reference chain and the fused op
 run alternately, one repetition each in turn, so that a change in machine load affects both; each time is the
-median of the repetitions after the warm-up. Threads are torch's default. The table is printed and written,
-with the raw times as JSON and a bar chart of the speedups as PNG (when matplotlib is installed), to
-{out}/{device}-{cpu or gpu name}-{date}.{md,json,png}.
+median of the repetitions after the warm-up. Each timed run follows an untimed run of the same step, so that
+its caches hold its own data (warm), or with --cold a sweep through a buffer larger than the caches. Threads
+are torch's default. The table is printed and written, with the raw times as JSON and a bar chart of the
+speedups as PNG (when matplotlib is installed), to {out}/{device}-{cpu or gpu name}-{date}[-cold].{md,json,png}.
 """
 
 import argparse
@@ -91,7 +92,7 @@ def check_agreement(op, shape, inputs, backend):
         sys.exit(f"error: {op} {shape_name(shape)}: fused and reference outputs differ (relative error {error:.3g})")
 
 
-def time_case(op, shape, pass_, device, repeats, warmup):
+def time_case(op, shape, pass_, device, repeats, warmup, cold=None):
     inputs = make_inputs(op, shape, device)
     if pass_ == PASSES[0]:
         check_agreement(op, shape, inputs, device)
@@ -104,6 +105,14 @@ def time_case(op, shape, pass_, device, repeats, warmup):
     for i in range(repeats):
         order = ("reference", "fused") if i % 2 == 0 else ("fused", "reference")
         for impl in order:
+            # Each timed run follows an untimed run of the same step (warm: its own inputs in cache, as when
+            # a training step has just produced them), or a sweep through a buffer larger than the caches
+            # (cold). Timing straight after the other implementation would charge each with evicting the
+            # other's data, which penalises the smaller footprint.
+            if cold is None:
+                steps[impl]()
+            else:
+                cold.mul_(1.0)
             times[impl].append(measure(steps[impl]))
     reference_ms, fused_ms = statistics.median(times["reference"]), statistics.median(times["fused"])
     return {
@@ -121,6 +130,8 @@ def time_case(op, shape, pass_, device, repeats, warmup):
 def markdown(report):
     m = report["machine"]
     hardware = f"{m['gpu']} (CUDA {m['cuda']}), host CPU {m['cpu']}" if "gpu" in m else m["cpu"]
+    before = ("an untimed run of the same step (warm caches)" if report["caches"] == "warm"
+              else "a sweep through a 256 MB buffer (cold caches)")
     lines = [
         f"# vid2vid_fast: fused ops vs the eager grid_sample chain ({report['device']})",
         "",
@@ -128,9 +139,8 @@ def markdown(report):
         f"- machine: {hardware}; {m['cores']} cores, {m['threads']} torch threads; torch {m['torch']}, "
         f"Python {m['python']}; load average {m['load_average']} at the start",
         f"- method: median of {report['repeats']} repetitions after {report['warmup']} warm-up, reference and "
-        "fused alternating; float32, smooth flows of a few pixels (op_cases.smooth_flow), border padding; "
-        "fwd+bwd computes the gradients of "
-        "every input",
+        f"fused alternating; each timed run follows {before}; float32, smooth flows of a few pixels "
+        "(op_cases.smooth_flow), border padding; fwd+bwd computes the gradients of every input",
         "- reference: `reference.grid_sample_warp` plus the blend / loss arithmetic in eager PyTorch; fused: "
         f"`backend=\"{report['device']}\"`",
         "",
@@ -191,6 +201,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (5 after 1 warm-up)")
     parser.add_argument("--repeats", type=int, help="timed repetitions per case (default 50, --quick 5)")
     parser.add_argument("--warmup", type=int, help="untimed repetitions first (default 5, --quick 1)")
+    parser.add_argument("--cold", action="store_true",
+                        help="time each run after sweeping a 256 MB buffer (cold caches) rather than after a run "
+                             "of the same step (warm)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"results folder (default {RESULTS_DIR})")
     args = parser.parse_args()
     repeats = args.repeats or (5 if args.quick else 50)
@@ -208,12 +221,15 @@ def main():
         "machine": machine(args.device),
         "repeats": repeats,
         "warmup": warmup,
+        "caches": "cold" if args.cold else "warm",
         "results": [],
     }
+    # Larger than any processor's last-level cache; on the GPU, than its L2.
+    cold = torch.zeros(64 * 2**20, device=args.device) if args.cold else None
     cases = [(op, shape, pass_) for op in OPS for shape in SHAPES for pass_ in PASSES]
     print(f"timing {len(cases)} cases on {args.device}: {repeats} repetitions after {warmup} warm-up each", flush=True)
     for i, (op, shape, pass_) in enumerate(cases, 1):
-        r = time_case(op, shape, pass_, args.device, repeats, warmup)
+        r = time_case(op, shape, pass_, args.device, repeats, warmup, cold)
         report["results"].append(r)
         print(f"[{i:2d}/{len(cases)}] {op:15s} {shape_name(shape):12s} {pass_:8s} reference {r['reference_ms']:9.3f} ms"
               f"  fused {r['fused_ms']:9.3f} ms  {r['speedup']:6.2f}×", flush=True)
@@ -224,7 +240,8 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     hardware = report["machine"].get("gpu") or report["machine"]["cpu"]
     # A --quick run gets its own name, so that it never replaces a full run of the same day.
-    stem = args.out / f"{args.device}-{slug(hardware)}-{now:%Y-%m-%d}{'-quick' if args.quick else ''}"
+    stem = args.out / (f"{args.device}-{slug(hardware)}-{now:%Y-%m-%d}{'-cold' if args.cold else ''}"
+                       f"{'-quick' if args.quick else ''}")
     write_atomically(stem.with_suffix(".md"), lambda f: f.write(table.encode()))
     write_atomically(stem.with_suffix(".json"), lambda f: f.write(json.dumps(report, indent=1).encode() + b"\n"))
     written = [stem.with_suffix(".md"), stem.with_suffix(".json"), plot(report, stem.with_suffix(".png"))]
