@@ -1,5 +1,7 @@
 // Per-pixel math of backward bilinear warping, shared by the CPU and the CUDA kernels so that the CPU
-// tests exercise the exact arithmetic the GPU runs (the pattern of ATen's GridSampler.h).
+// tests exercise the arithmetic the GPU runs (the pattern of ATen's GridSampler.h). The CPU kernels sample
+// in paired form (paired_sample_axis), which moves a weight from one corner to its neighbour only where
+// sample_axis clamps both corners onto one pixel; interpolation and its adjoint are the same functions.
 //
 // Conventions (DESIGN.md §2): positions are in pixels, pixel centres at integer coordinates
 // (align_corners=True). "border" clips the position into [0, size - 1] and its derivative is 0 where it
@@ -136,29 +138,21 @@ struct Sample {
   bool valid;  // false when either flow component is NaN
 };
 
-// The sample for output pixel (x, y) displaced by (dx, dy) pixels, in an H x W image.
-template <typename acc_t>
+// The sample for output pixel (x, y) displaced by (dx, dy) pixels, in an H x W image (paired: the CPU form).
+template <typename acc_t, bool kPaired = false>
 V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy, int32_t H, int32_t W,
                                         bool zeros_padding) {
   Sample<acc_t> s;
   s.valid = !(is_nan(dx) | is_nan(dy));
   const acc_t px = static_cast<acc_t>(x) + (s.valid ? dx : acc_t(0));
   const acc_t py = static_cast<acc_t>(y) + (s.valid ? dy : acc_t(0));
-  s.x = sample_axis<acc_t>(px, W, zeros_padding);
-  s.y = sample_axis<acc_t>(py, H, zeros_padding);
-  return s;
-}
-
-// sample_at in paired form (paired_sample_axis).
-template <typename acc_t>
-V2V_HOST_DEVICE Sample<acc_t> paired_sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy, int32_t H, int32_t W,
-                                               bool zeros_padding) {
-  Sample<acc_t> s;
-  s.valid = !(is_nan(dx) | is_nan(dy));
-  const acc_t px = static_cast<acc_t>(x) + (s.valid ? dx : acc_t(0));
-  const acc_t py = static_cast<acc_t>(y) + (s.valid ? dy : acc_t(0));
-  s.x = paired_sample_axis<acc_t>(px, W, zeros_padding);
-  s.y = paired_sample_axis<acc_t>(py, H, zeros_padding);
+  if constexpr (kPaired) {
+    s.x = paired_sample_axis<acc_t>(px, W, zeros_padding);
+    s.y = paired_sample_axis<acc_t>(py, H, zeros_padding);
+  } else {
+    s.x = sample_axis<acc_t>(px, W, zeros_padding);
+    s.y = sample_axis<acc_t>(py, H, zeros_padding);
+  }
   return s;
 }
 

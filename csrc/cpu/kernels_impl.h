@@ -87,13 +87,14 @@ void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, cons
 
 // The samples of a tile of output pixels, as arrays over x: structure of arrays, so that fill()
 // vectorizes (with -fno-trapping-math, which lets the compiler turn the selects of warp_math.h into vector
-// blends). Samples are in paired form (warp_math.h, paired_sample_axis): a pixel's corners sit at off, off + step_x,
-// off + step_y and off + step_x + step_y, so one offset per pixel locates all four, and where a row is
-// contiguous the two corners of a row are one 8-byte pair.
+// blends). Samples are in paired form (warp_math.h, paired_sample_axis): a pixel's corners sit at off,
+// off + step_x, off + step_y and off + step_x + step_y, so one offset per pixel locates all four, and where
+// a row is contiguous the two corners of a row are one 8-byte pair.
 //
-// Per channel, sample() or sample_with_derivatives() fill `warped` (and its derivatives) for a plane, and
-// scatter() sends `grad` back to the corners: the kernels' own per-pixel arithmetic stays in plain loops
-// over these arrays, which the compiler vectorizes.
+// Per channel, sample(), sample_with_derivatives() or sample_and_add_flow_grad() fill `warped` (and its
+// derivatives, or the flow gradient sums) for a plane, and scatter() sends `grad` back to the corners for a
+// group of channels: the kernels' own per-pixel arithmetic stays in plain loops over these arrays, which
+// the compiler vectorizes.
 template <typename acc_t, typename index_t>
 struct alignas(64) TileSamples {
   index_t off[kTile];       // the corner (y0, x0) in the input
@@ -135,9 +136,6 @@ struct alignas(64) TileSamples {
 
   CornerOffsets<index_t> offsets(int64_t x) const {
     return {off[x], off[x] + step_x, off[x] + step_y, off[x] + step_y + step_x};
-  }
-  CornerOffsets<index_t> grad_offsets(int64_t x) const {
-    return {grad_off[x], grad_off[x] + grad_step_x, grad_off[x] + grad_step_y, grad_off[x] + grad_step_y + grad_step_x};
   }
   // The axes of pixel x's sample; weights only (forward), or with derivatives (backward).
   AxisSample<acc_t> x_weights(int64_t x) const { return {0, 0, weight[0][x], weight[1][x], 0, 0}; }
@@ -200,7 +198,10 @@ struct alignas(64) TileSamples {
       const AxisSample<acc_t> ax = kDerivatives ? x_axis(x) : x_weights(x);
       const AxisSample<acc_t> ay = kDerivatives ? y_axis(x) : y_weights(x);
       warped[x] = valid[x] ? interpolate(k, ax, ay) : quiet_nan<acc_t>();
-      if (kWhat == Sampled::kDerivatives) warped_dx[x] = interpolate_dx(k, ax, ay), warped_dy[x] = interpolate_dy(k, ax, ay);
+      if (kWhat == Sampled::kDerivatives) {
+        warped_dx[x] = interpolate_dx(k, ax, ay);
+        warped_dy[x] = interpolate_dy(k, ax, ay);
+      }
       if (kWhat == Sampled::kFlowGrad) {
         sums[0][x] += valid[x] ? g[x] * interpolate_dx(k, ax, ay) : acc_t(0);
         sums[1][x] += valid[x] ? g[x] * interpolate_dy(k, ax, ay) : acc_t(0);
@@ -220,8 +221,9 @@ struct alignas(64) TileSamples {
     // The flow never overlaps the tile; without this GCC needs more run-time alias checks than it will emit.
     V2V_IVDEP
     for (int32_t x = 0; x < count; ++x) {
-      const Sample<acc_t> s = paired_sample_at<acc_t>(first + x, row, static_cast<acc_t>(dx[x * fsx]),
-                                                      static_cast<acc_t>(dy[x * fsx]), height, width, kZeros);
+      const Sample<acc_t> s = sample_at<acc_t, /*kPaired=*/true>(first + x, row, static_cast<acc_t>(dx[x * fsx]),
+                                                                 static_cast<acc_t>(dy[x * fsx]), height, width,
+                                                                 kZeros);
       const AxisSample<acc_t>& ax = s.x;
       const AxisSample<acc_t>& ay = s.y;
       off[x] = static_cast<index_t>(ay.i0) * sy + static_cast<index_t>(ax.i0) * sx;
@@ -243,7 +245,7 @@ V2V_ALWAYS_INLINE void split_pairs(__m512 lo, __m512 hi, __m512& first, __m512& 
 }
 
 // plane[o] and plane[o + 1] for the 16 offsets o at `off` plus `shift`: two gathers of eight 8-byte pairs,
-// which on the processor measured (AMD Zen 5) take about half the time of four gathers of 16 floats.
+// which on the processor measured (AMD Zen 5) take about two thirds of the time of four gathers of 16 floats.
 // (Masked gathers from zeros only because GCC 12 warns about the unmasked forms' undefined start value.)
 V2V_ALWAYS_INLINE void gather_pairs(const float* plane, const int32_t* off, __m256i shift, __m512& left, __m512& right) {
   const __m256i o_lo = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(off)), shift);
@@ -315,7 +317,8 @@ void for_each_tile(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_
 // The backward driver (see the file comment). Calls f(b, y, x0, tile, scatter, grad_offsets_differ) for
 // every tile, where scatter is the acc_t gradient buffer this row's chunk scatters into (laid out like
 // `grad`) and grad_offsets_differ a std::bool_constant: true when the buffer's strides differ from the
-// input's, to pass on to tile.scatter. f writes the tile's gathered gradients directly. `grad` (undefined when no image gradient is needed) ends up holding the sum.
+// input's, to pass on to tile.scatter. f writes the tile's gathered gradients directly. `grad` (undefined
+// when no image gradient is needed) ends up holding the sum.
 template <typename acc_t, typename index_t, typename scalar_t, typename F>
 void for_each_backward_tile(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_t sx, Tensor& grad,
                             const F& f) {
@@ -369,7 +372,6 @@ void for_each_channel_group(int64_t C, const PerChannel& per_channel, const PerG
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
 }  // namespace
-
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
