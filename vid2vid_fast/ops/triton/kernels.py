@@ -98,20 +98,16 @@ def _corner_offsets(b, sn, sy, sx, x0, x1, y0, y1):
 
 
 @triton.jit
-def _load_corners(ptr, o00, o01, o10, o11, co, m2, ACC: tl.constexpr):
+def _read_sample(ptr, o00, o01, o10, o11, co, m2, ok, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC: tl.constexpr):
+    """The sampled value of channels co (NaN where the flow is not ok) and its derivatives by the x and y
+    positions; a kernel that needs only some of them leaves the rest to the compiler to drop."""
     v00 = tl.load(ptr + o00[:, None] + co[None, :], mask=m2, other=0.0).to(ACC)
     v01 = tl.load(ptr + o01[:, None] + co[None, :], mask=m2, other=0.0).to(ACC)
     v10 = tl.load(ptr + o10[:, None] + co[None, :], mask=m2, other=0.0).to(ACC)
     v11 = tl.load(ptr + o11[:, None] + co[None, :], mask=m2, other=0.0).to(ACC)
-    return v00, v01, v10, v11
-
-
-@triton.jit
-def _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1):
-    """The sampled value and its derivatives by the x and y positions."""
     top = wx0[:, None] * v00 + wx1[:, None] * v01
     bottom = wx0[:, None] * v10 + wx1[:, None] * v11
-    value = wy0[:, None] * top + wy1[:, None] * bottom
+    value = tl.where(ok[:, None], wy0[:, None] * top + wy1[:, None] * bottom, float("nan"))
     d_x = wy0[:, None] * (ex0[:, None] * v00 + ex1[:, None] * v01) + wy1[:, None] * (
         ex0[:, None] * v10 + ex1[:, None] * v11
     )
@@ -196,9 +192,8 @@ def flow_warp_forward_kernel(
     for c0 in range(0, C, BLOCK_C):
         ch, cmask = _channels(c0, C, BLOCK_C, INT64)
         m2 = live[:, None] & cmask[None, :]
-        v00, v01, v10, v11 = _load_corners(img, o00, o01, o10, o11, ch * img_sc, m2, ACC)
-        value, _, _ = _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1)
-        value = tl.where(ok[:, None], value, float("nan"))
+        value, _, _ = _read_sample(img, o00, o01, o10, o11, ch * img_sc, m2, ok,
+                                   wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC)
         tl.store(out + o_out[:, None] + (ch * out_sc)[None, :], value.to(out.dtype.element_ty), mask=m2)
 
 
@@ -233,8 +228,8 @@ def flow_warp_backward_kernel(
             _scatter(grad_img, gi_sc, g00, g01, g10, g11, contrib, contrib_stride, offs, C, ch, g, ok, m2,
                      wx0, wx1, wy0, wy1, DETERMINISTIC)
         if NEED_FLOW:
-            v00, v01, v10, v11 = _load_corners(img, o00, o01, o10, o11, ch * img_sc, m2, ACC)
-            _, d_x, d_y = _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1)
+            _, d_x, d_y = _read_sample(img, o00, o01, o10, o11, ch * img_sc, m2, ok,
+                                       wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC)
             keep = ok[:, None] & m2
             gx += tl.sum(tl.where(keep, g * d_x, 0.0), axis=1)
             gy += tl.sum(tl.where(keep, g * d_y, 0.0), axis=1)
@@ -267,9 +262,8 @@ def warp_blend_forward_kernel(
     for c0 in range(0, C, BLOCK_C):
         ch, cmask = _channels(c0, C, BLOCK_C, INT64)
         m2 = live[:, None] & cmask[None, :]
-        v00, v01, v10, v11 = _load_corners(prev, o00, o01, o10, o11, ch * prev_sc, m2, ACC)
-        warped, _, _ = _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1)
-        warped = tl.where(ok[:, None], warped, float("nan"))
+        warped, _, _ = _read_sample(prev, o00, o01, o10, o11, ch * prev_sc, m2, ok,
+                                    wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC)
         r = tl.load(raw + o_raw[:, None] + (ch * raw_sc)[None, :], mask=m2, other=0.0).to(ACC)
         value = r * w + warped * (1.0 - w)
         tl.store(out + o_out[:, None] + (ch * out_sc)[None, :], value.to(out.dtype.element_ty), mask=m2)
@@ -319,12 +313,11 @@ def warp_blend_backward_kernel(
             _scatter(grad_prev, gp_sc, g00, g01, g10, g11, contrib, contrib_stride, offs, C, ch, g_prev, ok, m2,
                      wx0, wx1, wy0, wy1, DETERMINISTIC)
         if NEED_FLOW or NEED_WEIGHT:
-            v00, v01, v10, v11 = _load_corners(prev, o00, o01, o10, o11, ch * prev_sc, m2, ACC)
-            warped, d_x, d_y = _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1)
+            warped, d_x, d_y = _read_sample(prev, o00, o01, o10, o11, ch * prev_sc, m2, ok,
+                                            wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC)
             keep = ok[:, None] & m2
             gx += tl.sum(tl.where(keep, g_prev * d_x, 0.0), axis=1)
             gy += tl.sum(tl.where(keep, g_prev * d_y, 0.0), axis=1)
-            warped = tl.where(ok[:, None], warped, float("nan"))
             r = tl.load(raw + o_raw[:, None] + (ch * raw_sc)[None, :], mask=m2, other=0.0).to(ACC)
             gw += tl.sum(tl.where(m2, g * (r - warped), 0.0), axis=1)
     if NEED_FLOW:
@@ -359,9 +352,8 @@ def masked_warp_l1_forward_kernel(
     for c0 in range(0, C, BLOCK_C):
         ch, cmask = _channels(c0, C, BLOCK_C, INT64)
         m2 = live[:, None] & cmask[None, :]
-        v00, v01, v10, v11 = _load_corners(src, o00, o01, o10, o11, ch * src_sc, m2, ACC)
-        warped, _, _ = _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1)
-        warped = tl.where(ok[:, None], warped, float("nan"))
+        warped, _, _ = _read_sample(src, o00, o01, o10, o11, ch * src_sc, m2, ok,
+                                    wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC)
         m = tl.load(mask + o_m[:, None] + (ch * m_sc)[None, :], mask=m2, other=0.0).to(ACC)
         t = tl.load(target + o_t[:, None] + (ch * t_sc)[None, :], mask=m2, other=0.0).to(ACC)
         total += tl.where(m2, tl.abs(warped * m - t * m), 0.0)
@@ -405,9 +397,8 @@ def masked_warp_l1_backward_kernel(
         ch, cmask = _channels(c0, C, BLOCK_C, INT64)
         m2 = live[:, None] & cmask[None, :]
         keep = ok[:, None] & m2
-        v00, v01, v10, v11 = _load_corners(src, o00, o01, o10, o11, ch * src_sc, m2, ACC)
-        warped, d_x, d_y = _interpolate(v00, v01, v10, v11, wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1)
-        warped = tl.where(ok[:, None], warped, float("nan"))
+        warped, d_x, d_y = _read_sample(src, o00, o01, o10, o11, ch * src_sc, m2, ok,
+                                        wx0, wx1, ex0, ex1, wy0, wy1, ey0, ey1, ACC)
         m = tl.load(mask + o_m[:, None] + (ch * m_sc)[None, :], mask=m2, other=0.0).to(ACC)
         t = tl.load(target + o_t[:, None] + (ch * t_sc)[None, :], mask=m2, other=0.0).to(ACC)
         d = warped * m - t * m
