@@ -97,16 +97,19 @@ void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, cons
 // the compiler vectorizes.
 template <typename acc_t, typename index_t>
 struct alignas(64) TileSamples {
-  index_t off[kTile];       // the corner (y0, x0) in the input
-  index_t grad_off[kTile];  // the same in the gradient buffer, when its strides differ from the input's
-  acc_t weight[4][kTile];   // x.w0, x.w1, y.w0, y.w1
-  acc_t deriv[4][kTile];    // x.d0, x.d1, y.d0, y.d1 (backward only)
-  acc_t sums[3][kTile];     // per-pixel accumulators over channels: flow x, flow y, and an op's third sum
+  // Every array starts on a 64-byte boundary: the AVX-512 code reads them with aligned vector loads.
+  alignas(64) index_t off[kTile];       // the corner (y0, x0) in the input
+  alignas(64) index_t grad_off[kTile];  // the same in the gradient buffer, when its strides differ
+  alignas(64) acc_t weight[4][kTile];   // x.w0, x.w1, y.w0, y.w1
+  alignas(64) acc_t deriv[4][kTile];    // x.d0, x.d1, y.d0, y.d1 (backward only)
+  alignas(64) acc_t sums[3][kTile];     // per-pixel sums over channels: flow x, flow y, and an op's third sum
   // Per channel: the sampled value (NaN where invalid) and its derivatives along x and y (meaningful where
   // valid).
-  acc_t warped[kTile], warped_dx[kTile], warped_dy[kTile];
-  acc_t grad[kChannelGroup][kTile];  // per channel of a group: the gradient to send back through the sample
-  uint8_t valid[kTile];     // false where the flow is NaN
+  alignas(64) acc_t warped[kTile];
+  alignas(64) acc_t warped_dx[kTile];
+  alignas(64) acc_t warped_dy[kTile];
+  alignas(64) acc_t grad[kChannelGroup][kTile];  // per channel of a group: the gradient to send back
+  alignas(64) uint8_t valid[kTile];  // false where the flow is NaN
   int64_t n = 0;            // pixels in this tile
   index_t step_x = 0, step_y = 0, grad_step_x = 0, grad_step_y = 0;
   bool grad_offsets_differ = false;
