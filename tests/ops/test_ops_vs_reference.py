@@ -26,7 +26,7 @@ SHAPES = [
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 
 
-def check_op(op, backend, shape, dtype, layout, padding_mode, seed):
+def check_op(op, backend, shape, dtype, layout, padding_mode, seed, tolerance=None):
     make_inputs, fn, ref = OPS[op]
     torch.manual_seed(seed)
     device = device_of(backend)
@@ -34,11 +34,11 @@ def check_op(op, backend, shape, dtype, layout, padding_mode, seed):
     out, grads = run_with_grads(fn, inputs, padding_mode, backend=backend)
     ref_out, ref_grads = run_with_grads(ref, [t.to(torch.float64) for t in inputs], padding_mode, grad_dtype=dtype)
     assert out.dtype == dtype and out.device.type == device
-    assert_close_to_reference(out, ref_out, dtype, f"{op} output")
+    assert_close_to_reference(out, ref_out, dtype, f"{op} output", tolerance)
     names = ["input", "flow", "third input", "fourth input"]
     for name, g, rg, x in zip(names, grads, ref_grads, inputs):
         assert g is not None and g.shape == x.shape and g.dtype == dtype, name
-        assert_close_to_reference(g, rg, dtype, f"{op} gradient of {name}")
+        assert_close_to_reference(g, rg, dtype, f"{op} gradient of {name}", tolerance)
 
 
 @pytest.mark.usefixtures("poisoned_allocations")
@@ -49,6 +49,19 @@ def check_op(op, backend, shape, dtype, layout, padding_mode, seed):
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_matches_reference(op, backend, shape, dtype, padding_mode):
     check_op(op, backend, shape, dtype, "contiguous", padding_mode, seed=sum(shape))
+
+
+@pytest.mark.usefixtures("poisoned_allocations")
+@pytest.mark.parametrize("backend", compiled_backend_params())
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("padding_mode", PADDING_MODES)
+def test_matches_reference_on_long_rows(op, backend, padding_mode):
+    """Rows of several CPU tiles (128 pixels) that end in a partial vector. Near x = 300 a float32 position
+    carries up to 3e-5 px of rounding (its ulp), times image slopes of a few units: hence 1e-4 rather than
+    the 1e-5 of the small shapes (the float32 grid_sample chain is off by about twice as much as the kernels).
+    float64 keeps its tolerance."""
+    check_op(op, backend, (1, 3, 4, 300), torch.float32, "contiguous", padding_mode, seed=1, tolerance=1e-4)
+    check_op(op, backend, (1, 3, 4, 300), torch.float64, "contiguous", padding_mode, seed=2)
 
 
 @pytest.mark.parametrize("op", OPS)
