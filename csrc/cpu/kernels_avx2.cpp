@@ -9,8 +9,10 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros_like.h>
 
+#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <vector>

@@ -1,6 +1,6 @@
 // The CPU kernels compiled for AVX-512 (F, VL, BW, DQ): as kernels_avx2.cpp, with mask registers, and with
-// the float sampling loop written in intrinsics (V2V_CPU_AVX512, kernels_impl.h), which gathers each row's
-// two corners as one 8-byte pair.
+// float32 sampling written in intrinsics (V2V_CPU_AVX512, kernels_impl.h): by channel blocks for flow_warp
+// and warp_blend, and for masked_warp_l1 per plane, gathering each row's two corners as one 8-byte pair.
 #include "kernels.h"
 
 #if V2V_CPU_HAS_X86_BUILDS
@@ -8,10 +8,12 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <immintrin.h>
 
+#include <cstdlib>
 #include <limits>
 #include <type_traits>
 #include <vector>

@@ -64,6 +64,23 @@ def test_matches_reference_on_long_rows(op, backend, padding_mode):
     check_op(op, backend, (1, 3, 4, 300), torch.float64, "contiguous", padding_mode, seed=2)
 
 
+@pytest.mark.usefixtures("poisoned_allocations")
+@pytest.mark.parametrize("backend", compiled_backend_params())
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("shape", [(1, 5, 40, 300), (2, 5, 40, 300), (3, 5, 40, 300)], ids=lambda s: "x".join(map(str, s)))
+def test_matches_reference_on_two_threads(op, backend, shape):
+    """Images large enough that the CPU backward splits its rows between two threads: by whole batch
+    elements (batch 2), or evenly with a private image-gradient buffer for the second thread (batches 1
+    and 3). Five channels: one full channel block and one padded block on the float32 path."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check_op(op, backend, shape, torch.float32, "contiguous", "zeros", seed=3, tolerance=1e-4)
+        check_op(op, backend, shape, torch.float64, "channels_last", "border", seed=4)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
 @pytest.mark.parametrize("shape", SHAPES[:4], ids=lambda s: "x".join(map(str, s)))
