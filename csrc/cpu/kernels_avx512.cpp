@@ -1,6 +1,5 @@
 // The CPU kernels compiled for AVX-512 (F, VL, BW, DQ): as kernels_avx2.cpp, with mask registers, and with
-// float32 sampling written in intrinsics (V2V_CPU_AVX512, kernels_impl.h): by channel blocks for flow_warp
-// and warp_blend, and for masked_warp_l1 per plane, gathering each row's two corners as one 8-byte pair.
+// float32 sampling written in intrinsics (V2V_CPU_AVX512, kernels_impl.h), by blocks of four channels.
 #include "kernels.h"
 
 #if V2V_CPU_HAS_X86_BUILDS
@@ -9,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <immintrin.h>

@@ -10,8 +10,8 @@
 // memory and the order of every floating-point addition is fixed by the shapes and the thread count, so
 // the backward is race-free and bit-identical from run to run.
 //
-// In the AVX-512 build, flow_warp and warp_blend sample float32 images by blocks of four channels, from a
-// copy of the image with each pixel's four channels side by side (see "sampling by channel blocks").
+// In the AVX-512 build, the ops sample float32 images by blocks of four channels, from a copy of the image
+// with each pixel's four channels side by side (see "sampling by channel blocks").
 //
 // This file is compiled once per instruction set (kernels_baseline.cpp, kernels_avx2.cpp,
 // kernels_avx512.cpp), into the namespace V2V_CPU_ISA; register_cpu.cpp picks the build the processor runs.
@@ -20,6 +20,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros_like.h>
 
 #include <cstdlib>
@@ -83,18 +84,11 @@ constexpr int64_t kChannelGroup = 4;
 // What TileSamples::sample_plane computes besides the sampled value.
 enum class Sampled { kValue, kDerivatives, kFlowGrad };
 
-#if V2V_CPU_AVX512
-template <typename acc_t, typename index_t>
-struct TileSamples;
-template <Sampled kWhat>
-void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, const float* grad);
-#endif
-
 // The samples of a tile of output pixels, as arrays over x: structure of arrays, so that fill()
 // vectorizes (with -fno-trapping-math, which lets the compiler turn the selects of warp_math.h into vector
 // blends). Samples are in paired form (warp_math.h, paired_sample_axis): a pixel's corners sit at off,
-// off + step_x, off + step_y and off + step_x + step_y, so one offset per pixel locates all four, and where
-// a row is contiguous the two corners of a row are one 8-byte pair.
+// off + step_x, off + step_y and off + step_x + step_y, so one offset per pixel locates all four, and in
+// channel blocks (below) the two corners of a row are 32 contiguous bytes.
 //
 // Per channel, sample(), sample_with_derivatives() or sample_and_add_flow_grad() fill `warped` (and its
 // derivatives, or the flow gradient sums) for a plane, and scatter() sends `grad` back to the corners for a
@@ -195,12 +189,6 @@ struct alignas(64) TileSamples {
  private:
   template <Sampled kWhat, typename scalar_t>
   void sample_plane(const scalar_t* plane, const acc_t* g) {
-#if V2V_CPU_AVX512
-    // Rows of floats in memory: 8-byte pairs of corners, gathered eight at a time.
-    if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float> && std::is_same_v<index_t, int32_t>) {
-      if (step_x == 1) return sample_float_pairs<kWhat>(*this, plane, g);
-    }
-#endif
     constexpr bool kDerivatives = kWhat != Sampled::kValue;
     for (int64_t x = 0; x < n; ++x) {
       const Corners<acc_t> k = read_corners<acc_t>(plane, offsets(x));
@@ -245,68 +233,14 @@ struct alignas(64) TileSamples {
 };
 
 #if V2V_CPU_AVX512
-// Splits 16 pairs, eight in each of lo and hi, into their first and second elements.
-V2V_ALWAYS_INLINE void split_pairs(__m512 lo, __m512 hi, __m512& first, __m512& second) {
-  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odds = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-  first = _mm512_permutex2var_ps(lo, evens, hi);
-  second = _mm512_permutex2var_ps(lo, odds, hi);
-}
-
-// plane[o] and plane[o + 1] for the 16 offsets o at `off` plus `shift`: two gathers of eight 8-byte pairs,
-// which on the processor measured (AMD Zen 5) take about two thirds of the time of four gathers of 16 floats.
-// (Masked gathers from zeros only because GCC 12 warns about the unmasked forms' undefined start value.)
-V2V_ALWAYS_INLINE void gather_pairs(const float* plane, const int32_t* off, __m256i shift, __m512& left, __m512& right) {
-  const __m256i o_lo = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(off)), shift);
-  const __m256i o_hi = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(off + 8)), shift);
-  const __m512 lo = _mm512_castpd_ps(_mm512_mask_i32gather_pd(_mm512_setzero_pd(), 0xFF, o_lo, plane, 4));
-  const __m512 hi = _mm512_castpd_ps(_mm512_mask_i32gather_pd(_mm512_setzero_pd(), 0xFF, o_hi, plane, 4));
-  split_pairs(lo, hi, left, right);
-}
-
-// TileSamples::sample_plane for float planes whose rows are contiguous (step_x == 1), 16 pixels at a time;
-// the arithmetic is interpolate, interpolate_dx and interpolate_dy of warp_math.h.
-template <Sampled kWhat>
-void sample_float_pairs(TileSamples<float, int32_t>& t, const float* plane, const float* grad) {
-  const __m256i top_row = _mm256_setzero_si256(), bottom_row = _mm256_set1_epi32(t.step_y);
-  const __m512 nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
-  for (int64_t x = 0; x < t.n; x += 16) {
-    __m512 v00, v01, v10, v11;
-    gather_pairs(plane, t.off + x, top_row, v00, v01);
-    gather_pairs(plane, t.off + x, bottom_row, v10, v11);
-    const __m512 xw0 = _mm512_load_ps(t.weight[0] + x), xw1 = _mm512_load_ps(t.weight[1] + x);
-    const __m512 yw0 = _mm512_load_ps(t.weight[2] + x), yw1 = _mm512_load_ps(t.weight[3] + x);
-    const __m512 top = _mm512_fmadd_ps(xw1, v01, _mm512_mul_ps(xw0, v00));
-    const __m512 bottom = _mm512_fmadd_ps(xw1, v11, _mm512_mul_ps(xw0, v10));
-    const __mmask16 valid = _mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.valid + x)),
-                                               _mm_set1_epi8(-1));
-    _mm512_store_ps(t.warped + x,
-                    _mm512_mask_blend_ps(valid, nan, _mm512_fmadd_ps(yw1, bottom, _mm512_mul_ps(yw0, top))));
-    if (kWhat == Sampled::kValue) continue;
-    const __m512 xd0 = _mm512_load_ps(t.deriv[0] + x), xd1 = _mm512_load_ps(t.deriv[1] + x);
-    const __m512 yd0 = _mm512_load_ps(t.deriv[2] + x), yd1 = _mm512_load_ps(t.deriv[3] + x);
-    const __m512 top_dx = _mm512_fmadd_ps(xd1, v01, _mm512_mul_ps(xd0, v00));
-    const __m512 bottom_dx = _mm512_fmadd_ps(xd1, v11, _mm512_mul_ps(xd0, v10));
-    const __m512 dx = _mm512_fmadd_ps(yw1, bottom_dx, _mm512_mul_ps(yw0, top_dx));
-    const __m512 dy = _mm512_fmadd_ps(yd1, bottom, _mm512_mul_ps(yd0, top));
-    if (kWhat == Sampled::kDerivatives) {
-      _mm512_store_ps(t.warped_dx + x, dx);
-      _mm512_store_ps(t.warped_dy + x, dy);
-    } else {
-      const __m512 g = _mm512_maskz_load_ps(valid, grad + x);
-      _mm512_store_ps(t.sums[0] + x, _mm512_mask_fmadd_ps(g, valid, dx, _mm512_load_ps(t.sums[0] + x)));
-      _mm512_store_ps(t.sums[1] + x, _mm512_mask_fmadd_ps(g, valid, dy, _mm512_load_ps(t.sums[1] + x)));
-    }
-  }
-}
-
 // ------------------------------------------------------------------- sampling by channel blocks (float32)
 //
-// flow_warp and warp_blend sample float32 images from a copy in channel blocks: (B, ceil(C / 4), H, W, 4),
-// a pixel's four channels in 16 bytes, the last block padded with zeros. A pixel's two corners in a row are
-// then one 32-byte load for four channels, where planes need a gathered pair per channel; on the Zen 5
-// measured this samples a 3-channel image in about half the time, the copy included. The image gradient
-// is scattered into a buffer of the same layout, two 32-byte adds per pixel, and copied out at the end.
+// The ops sample float32 images from a copy in channel blocks: (B, ceil(C / 4), H, W, 4), a pixel's four
+// channels in 16 bytes, the last block padded with zeros. A pixel's two corners in a row are then one
+// 32-byte load for four channels, where the planes need a gathered pair of floats per channel; on the Zen 5
+// measured, a 3-channel image samples in about half the time of the planes' pair gathers, the copy
+// included. The image gradient is scattered into a buffer of the same layout, two 32-byte adds per pixel
+// instead of twelve scalar ones for three channels, and copied out at the end.
 // Tiles are filled with the offsets of an (H, W) plane of unit x step (sy = W, sx = 1); in a block plane
 // every offset counts 4 floats.
 
@@ -668,8 +602,35 @@ void for_each_channel_group(int64_t C, const PerChannel& per_channel, const PerG
 #define V2V_DISPATCH_CPU(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
+// Rows per partial sum of the loss. Fixed, not derived from the thread count, so the summation order
+// (and so the bits of the result) is the same on every machine.
+constexpr int64_t kRowsPerPartial = 16;
+
+// The sum over the B * H rows of row_sum(b, y, tile) (a tile of the calling thread, for the function's
+// use), in an order fixed by the shapes: rows add up in float per partial of kRowsPerPartial rows, in
+// double across partials.
+template <typename Tile, typename RowSum>
+double sum_rows(int64_t B, int64_t H, int64_t W, int64_t C, const RowSum& row_sum) {
+  const int64_t rows = B * H, n_partials = div_up(rows, kRowsPerPartial);
+  std::vector<double> partials(n_partials, 0.0);
+  const int64_t grain = std::max<int64_t>(1, min_rows_per_chunk(W, C) / kRowsPerPartial);
+  at::parallel_for(0, n_partials, grain, [&](int64_t begin, int64_t end) {
+    Tile t;
+    for (int64_t p = begin; p < end; ++p) {
+      double sum = 0.0;
+      for (int64_t row = p * kRowsPerPartial; row < std::min(rows, (p + 1) * kRowsPerPartial); ++row) {
+        sum += static_cast<double>(row_sum(row / H, row % H, t));
+      }
+      partials[p] = sum;
+    }
+  });
+  double total = 0.0;
+  for (double p : partials) total += p;
+  return total;
+}
+
 #if V2V_CPU_AVX512
-// ------------------------------------------------------------------------ flow_warp and warp_blend by blocks
+// ------------------------------------------------------------------------------------------ ops by blocks
 
 // Whether the ops sample img by channel blocks (float32, 32-bit offsets, both sizes above 1).
 bool samples_by_blocks(const Tensor& img, bool offsets_fit_int32) {
@@ -693,14 +654,18 @@ void for_each_block_tile(const Tensor& img, const Tensor& flow, bool zeros, cons
   });
 }
 
+// When the backward by blocks samples the values (tile.block_values): not at all, in the pass that adds up
+// the gradients, or in a pass of their own before `prepare`, for gradients that depend on them.
+enum class BlockValues { kNone, kWithGradients, kBeforeGradients };
+
 // The backward by blocks: for every tile, zeroes its sums; for every block, calls
 // prepare(b, y, x0, tile, c0, channels), which sets tile.grad[k] for the block's channels, then samples
-// (with the values when `values`, adding the flow gradient to the sums when `flow_grad`), then
+// (adding the flow gradient to the sums when `flow_grad`; the values as `values` says), then
 // after(b, y, x0, tile, c0, channels); and calls done(b, y, x0, tile) at the end of the tile. Returns the
 // image gradient when `image_grad`, else an undefined tensor.
 template <typename Prepare, typename After, typename Done>
 Tensor backward_by_blocks(const Tensor& img, const Tensor& flow, bool zeros, bool image_grad, bool flow_grad,
-                          bool values, const Prepare& prepare, const After& after, const Done& done) {
+                          BlockValues values, const Prepare& prepare, const After& after, const Done& done) {
   const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
   const int64_t plane = 4 * H * W, n_blocks = div_up(C, 4), size = block_floats(img);
   // The blocks, then the gradient buffer and the private buffers of the chunks that need them.
@@ -720,8 +685,10 @@ Tensor backward_by_blocks(const Tensor& img, const Tensor& flow, bool zeros, boo
         t.zero_sums();
         for (int64_t c0 = 0; c0 < C; c0 += 4) {
           const int64_t channels = std::min<int64_t>(4, C - c0), offset = (b * n_blocks + c0 / 4) * plane;
+          if (values == BlockValues::kBeforeGradients) sample_blocks(t, blocks + offset, channels, {true, false, nullptr});
           prepare(b, y, x0, t, c0, channels);
-          sample_blocks(t, blocks + offset, channels, {values, flow_grad, image_grad ? scatter + offset : nullptr});
+          sample_blocks(t, blocks + offset, channels,
+                        {values == BlockValues::kWithGradients, flow_grad, image_grad ? scatter + offset : nullptr});
           after(b, y, x0, t, c0, channels);
         }
         done(b, y, x0, t);
@@ -748,7 +715,7 @@ std::tuple<Tensor, Tensor> flow_warp_backward_by_blocks(const Tensor& grad_out, 
   const auto go = strided4<const float, int32_t>(grad_out);
   const auto gf = strided4<float, int32_t>(grad_flow.numel() ? grad_flow : flow);
   Tensor grad_img = backward_by_blocks(
-      img, flow, zeros, mask[0], mask[1], false,
+      img, flow, zeros, mask[0], mask[1], BlockValues::kNone,
       [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
         for (int64_t k = 0; k < channels; ++k) {
           copy_row(t.grad[k], 1, &go(b, c0 + k, y, x0), go.sx, t.n);
@@ -797,7 +764,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_by_blocks(const T
   const auto gr = strided4<float, int32_t>(mask[2] ? grad_raw : raw);
   const auto gw = strided4<float, int32_t>(mask[3] ? grad_weight : weight);
   Tensor grad_prev = backward_by_blocks(
-      prev, flow, zeros, mask[0], mask[1], mask[3],
+      prev, flow, zeros, mask[0], mask[1], mask[3] ? BlockValues::kWithGradients : BlockValues::kNone,
       [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
         for (int64_t k = 0; k < channels; ++k) {
           const float* w_row = &wt(b, c0 + k, y, x0);
@@ -824,6 +791,86 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_by_blocks(const T
         if (mask[3]) copy_row(&gw(b, 0, y, x0), gw.sx, t.sums[2], 1, t.n);
       });
   return {mask[0] ? grad_prev : unrequested(prev), grad_flow, grad_raw, grad_weight};
+}
+
+Tensor masked_warp_l1_by_blocks(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
+                                bool zeros) {
+  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+  const int64_t plane = 4 * H * W, n_blocks = div_up(C, 4);
+  float* blocks = block_workspace(block_floats(src));
+  to_blocks(src, blocks, 0);
+  const auto fl = strided4<const float, int32_t>(flow);
+  const auto tg = strided4<const float, int32_t>(target);
+  const auto mk = strided4<const float, int32_t>(mask);
+  const int32_t sy = static_cast<int32_t>(W);
+  const double total = sum_rows<TileSamples<float, int32_t>>(B, H, W, C, [&](int64_t b, int64_t y, TileSamples<float, int32_t>& t) {
+    float row_sum = 0;
+    for (int64_t x0 = 0; x0 < W; x0 += kTile) {
+      t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, sy, 1, sy, 1);
+      for (int64_t c0 = 0; c0 < C; c0 += 4) {
+        const int64_t channels = std::min<int64_t>(4, C - c0);
+        sample_blocks(t, blocks + (b * n_blocks + c0 / 4) * plane, channels, {true, false, nullptr});
+        for (int64_t k = 0; k < channels; ++k) {
+          const float* t_row = &tg(b, c0 + k, y, x0);
+          const float* m_row = &mk(b, c0 + k, y, x0);
+          for (int64_t x = 0; x < t.n; ++x) {
+            const float m = m_row[x * mk.sx];
+            row_sum += std::abs(t.block_values[k][x] * m - t_row[x * tg.sx] * m);
+          }
+        }
+      }
+    }
+    return row_sum;
+  });
+  // The mean over zero elements is NaN, as torch.mean says.
+  return at::full({}, total / static_cast<double>(B * C * H * W), src.options());
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_by_blocks(const Tensor& grad_out, const Tensor& src,
+                                                                             const Tensor& flow, const Tensor& target,
+                                                                             const Tensor& mask, bool zeros,
+                                                                             std::array<bool, 4> need) {
+  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+  const bool mask_per_channel = mask.size(1) != 1 || C == 1;
+  const float scale = static_cast<float>(grad_out.item<double>() / static_cast<double>(B * C * H * W));
+  Tensor grad_flow = need[1] ? empty_like_layout(flow) : unrequested(flow);
+  Tensor grad_target = need[2] ? empty_like_layout(target) : unrequested(target);
+  Tensor grad_mask = need[3] ? empty_like_layout(mask) : unrequested(mask);
+  const auto tg = strided4<const float, int32_t>(target);
+  const auto mk = strided4<const float, int32_t>(mask);
+  const auto gf = strided4<float, int32_t>(need[1] ? grad_flow : flow);
+  const auto gt = strided4<float, int32_t>(need[2] ? grad_target : target);
+  const auto gm = strided4<float, int32_t>(need[3] ? grad_mask : mask);
+  Tensor grad_src = backward_by_blocks(
+      src, flow, zeros, need[0], need[1], BlockValues::kBeforeGradients,
+      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
+        for (int64_t k = 0; k < channels; ++k) {
+          const int64_t c = c0 + k;
+          const float* t_row = &tg(b, c, y, x0);
+          const float* m_row = &mk(b, c, y, x0);
+          for (int64_t x = 0; x < t.n; ++x) {
+            const float warped = t.block_values[k][x], m = m_row[x * mk.sx], tv = t_row[x * tg.sx];
+            // d loss / d warped, before the mask (0 where the flow is NaN: the sign of NaN is 0).
+            const float sg = sign_of(warped * m - tv * m) * scale;
+            if (need[2]) gt(b, c, y, x0 + x) = -sg * m;
+            if (need[3]) {
+              const float v = sg * (warped - tv);
+              if (mask_per_channel) {
+                gm(b, c, y, x0 + x) = v;
+              } else {
+                t.sums[2][x] += v;
+              }
+            }
+            t.grad[k][x] = sg * m;
+          }
+        }
+      },
+      [](int64_t, int64_t, int64_t, TileSamples<float, int32_t>&, int64_t, int64_t) {},
+      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t) {
+        if (need[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
+        if (need[3] && !mask_per_channel) copy_row(&gm(b, 0, y, x0), gm.sx, t.sums[2], 1, t.n);
+      });
+  return {need[0] ? grad_src : unrequested(src), grad_flow, grad_target, grad_mask};
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -1023,15 +1070,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
 
 // ----------------------------------------------------------------------------------------- masked_warp_l1
 
-// Rows per partial sum of the loss. Fixed, not derived from the thread count, so the summation order
-// (and so the bits of the result) is the same on every machine.
-constexpr int64_t kRowsPerPartial = 16;
-
 Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
                           const std::string& padding_mode) {
   check_masked_warp_l1(src, flow, target, mask);
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+#if V2V_CPU_AVX512
+  if (samples_by_blocks(src, all_fit_int32(src, flow, target, mask))) return masked_warp_l1_by_blocks(src, flow, target, mask, zeros);
+#endif
   Tensor out = at::empty({}, src.options());
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask), [&] {
@@ -1040,36 +1086,22 @@ Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& t
       const auto fl = strided4<const scalar_t, index_t>(flow);
       const auto tg = strided4<const scalar_t, index_t>(target);
       const auto mk = strided4<const scalar_t, index_t>(mask);
-      const int64_t rows = B * H;
-      const int64_t n_partials = div_up(rows, kRowsPerPartial);
-      std::vector<double> partials(n_partials, 0.0);
-      const int64_t grain = std::max<int64_t>(1, min_rows_per_chunk(W, C) / kRowsPerPartial);
-      at::parallel_for(0, n_partials, grain, [&](int64_t begin, int64_t end) {
-        TileSamples<acc_t, index_t> t;
-        for (int64_t p = begin; p < end; ++p) {
-          double sum = 0.0;
-          for (int64_t row = p * kRowsPerPartial; row < std::min(rows, (p + 1) * kRowsPerPartial); ++row) {
-            const int64_t b = row / H, y = row % H;
-            acc_t row_sum = 0;
-            for (int64_t x0 = 0; x0 < W; x0 += kTile) {
-              t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, sv.sy, sv.sx, sv.sy, sv.sx);
-              for (int64_t c = 0; c < C; ++c) {
-                t.sample(sv.plane(b, c));
-                const scalar_t* t_row = &tg(b, c, y, x0);
-                const scalar_t* m_row = &mk(b, c, y, x0);
-                for (int64_t x = 0; x < t.n; ++x) {
-                  const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
-                  row_sum += std::abs(t.warped[x] * m - static_cast<acc_t>(t_row[x * tg.sx]) * m);
-                }
-              }
+      const double total = sum_rows<TileSamples<acc_t, index_t>>(B, H, W, C, [&](int64_t b, int64_t y, TileSamples<acc_t, index_t>& t) {
+        acc_t row_sum = 0;
+        for (int64_t x0 = 0; x0 < W; x0 += kTile) {
+          t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, sv.sy, sv.sx, sv.sy, sv.sx);
+          for (int64_t c = 0; c < C; ++c) {
+            t.sample(sv.plane(b, c));
+            const scalar_t* t_row = &tg(b, c, y, x0);
+            const scalar_t* m_row = &mk(b, c, y, x0);
+            for (int64_t x = 0; x < t.n; ++x) {
+              const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
+              row_sum += std::abs(t.warped[x] * m - static_cast<acc_t>(t_row[x * tg.sx]) * m);
             }
-            sum += static_cast<double>(row_sum);
           }
-          partials[p] = sum;
         }
+        return row_sum;
       });
-      double total = 0.0;
-      for (double p : partials) total += p;
       // The mean over zero elements is NaN, as torch.mean says.
       out.fill_(total / static_cast<double>(B * C * H * W));
     });
@@ -1086,6 +1118,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
   TORCH_CHECK(grad_out.numel() == 1, "grad_out of masked_warp_l1 must be a scalar, got ", grad_out.sizes());
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
+#if V2V_CPU_AVX512
+  if (samples_by_blocks(src, all_fit_int32(src, flow, target, mask, grad_out))) {
+    return masked_warp_l1_backward_by_blocks(grad_out, src, flow, target, mask, zeros, need);
+  }
+#endif
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
   Tensor grad_src = unrequested(src), grad_flow = unrequested(flow);
   Tensor grad_target = unrequested(target), grad_mask = unrequested(mask);
