@@ -380,7 +380,7 @@ void from_blocks(const float* src, Tensor& out) {
   });
 }
 
-// What sample_blocks computes besides nothing: the sampled values, the flow gradient, the image gradient.
+// What sample_blocks computes: the sampled values, the flow gradient, the image gradient (any of them).
 struct BlockWork {
   bool values;     // t.block_values[k][x]: channel k sampled at pixel x (NaN where invalid)
   bool flow_grad;  // sums[0] and sums[1] grow by the flow gradient of t.grad[k] (the gradients of the values)
