@@ -82,7 +82,7 @@ constexpr int64_t kTile = 128;
 constexpr int64_t kChannelGroup = 4;
 
 // What TileSamples::sample_plane computes besides the sampled value.
-enum class Sampled { kValue, kDerivatives, kFlowGrad };
+enum class Sampled { kValue, kFlowGrad };
 
 // The samples of a tile of output pixels, as arrays over x: structure of arrays, so that fill()
 // vectorizes (with -fno-trapping-math, which lets the compiler turn the selects of warp_math.h into vector
@@ -90,10 +90,10 @@ enum class Sampled { kValue, kDerivatives, kFlowGrad };
 // off + step_x, off + step_y and off + step_x + step_y, so one offset per pixel locates all four, and in
 // channel blocks (below) the two corners of a row are 32 contiguous bytes.
 //
-// Per channel, sample(), sample_with_derivatives() or sample_and_add_flow_grad() fill `warped` (and its
-// derivatives, or the flow gradient sums) for a plane, and scatter() sends `grad` back to the corners for a
-// group of channels: the kernels' own per-pixel arithmetic stays in plain loops over these arrays, which
-// the compiler vectorizes.
+// Per channel k of a group, sample() or sample_and_add_flow_grad() fill values[k] (and add to the flow
+// gradient sums) from a plane, and scatter() sends grad[k] back to the corners for the group: the kernels'
+// own per-pixel arithmetic stays in plain loops over these arrays, which the compiler vectorizes. The
+// AVX-512 build fills the same arrays from channel blocks (sample_blocks, below).
 template <typename acc_t, typename index_t>
 struct alignas(64) TileSamples {
   // Every array starts on a 64-byte boundary: the AVX-512 code reads them with aligned vector loads.
@@ -102,13 +102,9 @@ struct alignas(64) TileSamples {
   alignas(64) acc_t weight[4][kTile];   // x.w0, x.w1, y.w0, y.w1
   alignas(64) acc_t deriv[4][kTile];    // x.d0, x.d1, y.d0, y.d1 (backward only)
   alignas(64) acc_t sums[3][kTile];     // per-pixel sums over channels: flow x, flow y, and an op's third sum
-  // Per channel: the sampled value (NaN where invalid) and its derivatives along x and y (meaningful where
-  // valid).
-  alignas(64) acc_t warped[kTile];
-  alignas(64) acc_t warped_dx[kTile];
-  alignas(64) acc_t warped_dy[kTile];
-  alignas(64) acc_t grad[kChannelGroup][kTile];  // per channel of a group: the gradient to send back
-  alignas(64) acc_t block_values[kChannelGroup][kTile];  // per channel of a block: the sampled value (blocked path)
+  // Per channel of a group: the sampled value (NaN where invalid), and the gradient to send back.
+  alignas(64) acc_t values[kChannelGroup][kTile];
+  alignas(64) acc_t grad[kChannelGroup][kTile];
   alignas(64) uint8_t valid[kTile];  // false where the flow is NaN
   int64_t n = 0;            // pixels in this tile
   index_t step_x = 0, step_y = 0, grad_step_x = 0, grad_step_y = 0;
@@ -147,21 +143,16 @@ struct alignas(64) TileSamples {
   AxisSample<acc_t> y_axis(int64_t x) const { return {0, 0, weight[2][x], weight[3][x], deriv[2][x], deriv[3][x]}; }
   void zero_sums() { std::fill(&sums[0][0], &sums[0][0] + 3 * kTile, acc_t(0)); }
 
-  // warped[x] = the sample of plane at pixel x (NaN where invalid).
+  // values[k][x] = the sample of plane at pixel x (NaN where invalid).
   template <typename scalar_t>
-  void sample(const scalar_t* plane) {
-    sample_plane<Sampled::kValue>(plane, nullptr);
+  void sample(const scalar_t* plane, int64_t k) {
+    sample_plane<Sampled::kValue>(plane, k);
   }
-  // warped, and its derivatives with respect to the sample position in warped_dx and warped_dy.
-  template <typename scalar_t>
-  void sample_with_derivatives(const scalar_t* plane) {
-    sample_plane<Sampled::kDerivatives>(plane, nullptr);
-  }
-  // warped, and this channel's share of the flow gradient where valid: sums[0][x] and sums[1][x] grow by
-  // grad[k][x] (the gradient of the warped value) times its derivatives along x and y.
+  // values[k], and channel k's share of the flow gradient where valid: sums[0][x] and sums[1][x] grow by
+  // grad[k][x] (the gradient of the value) times its derivatives along x and y.
   template <typename scalar_t>
   void sample_and_add_flow_grad(const scalar_t* plane, int64_t k) {
-    sample_plane<Sampled::kFlowGrad>(plane, grad[k]);
+    sample_plane<Sampled::kFlowGrad>(plane, k);
   }
 
   // Adds grad[k][x] times the bilinear weights of pixel x's sample into gradient plane k, for the
@@ -188,20 +179,18 @@ struct alignas(64) TileSamples {
 
  private:
   template <Sampled kWhat, typename scalar_t>
-  void sample_plane(const scalar_t* plane, const acc_t* g) {
-    constexpr bool kDerivatives = kWhat != Sampled::kValue;
+  void sample_plane(const scalar_t* plane, int64_t k) {
+    constexpr bool kFlowGrad = kWhat == Sampled::kFlowGrad;
+    acc_t* value = values[k];
+    const acc_t* g = grad[k];
     for (int64_t x = 0; x < n; ++x) {
-      const Corners<acc_t> k = read_corners<acc_t>(plane, offsets(x));
-      const AxisSample<acc_t> ax = kDerivatives ? x_axis(x) : x_weights(x);
-      const AxisSample<acc_t> ay = kDerivatives ? y_axis(x) : y_weights(x);
-      warped[x] = valid[x] ? interpolate(k, ax, ay) : quiet_nan<acc_t>();
-      if (kWhat == Sampled::kDerivatives) {
-        warped_dx[x] = interpolate_dx(k, ax, ay);
-        warped_dy[x] = interpolate_dy(k, ax, ay);
-      }
-      if (kWhat == Sampled::kFlowGrad) {
-        sums[0][x] += valid[x] ? g[x] * interpolate_dx(k, ax, ay) : acc_t(0);
-        sums[1][x] += valid[x] ? g[x] * interpolate_dy(k, ax, ay) : acc_t(0);
+      const Corners<acc_t> c = read_corners<acc_t>(plane, offsets(x));
+      const AxisSample<acc_t> ax = kFlowGrad ? x_axis(x) : x_weights(x);
+      const AxisSample<acc_t> ay = kFlowGrad ? y_axis(x) : y_weights(x);
+      value[x] = valid[x] ? interpolate(c, ax, ay) : quiet_nan<acc_t>();
+      if (kFlowGrad) {
+        sums[0][x] += valid[x] ? g[x] * interpolate_dx(c, ax, ay) : acc_t(0);
+        sums[1][x] += valid[x] ? g[x] * interpolate_dy(c, ax, ay) : acc_t(0);
       }
     }
   }
@@ -382,7 +371,7 @@ void from_blocks(const float* src, Tensor& out) {
 
 // What sample_blocks computes: the sampled values, the flow gradient, the image gradient (any of them).
 struct BlockWork {
-  bool values;     // t.block_values[k][x]: channel k sampled at pixel x (NaN where invalid)
+  bool values;     // t.values[k][x]: channel k sampled at pixel x (NaN where invalid)
   bool flow_grad;  // sums[0] and sums[1] grow by the flow gradient of t.grad[k] (the gradients of the values)
   float* scatter;  // if not null: the block's gradient buffer, which grows by t.grad[k] times the weights
 };
@@ -441,7 +430,7 @@ void sample_blocks(TileSamples<float, int32_t>& t, const float* block, int64_t c
                              _mm512_shuffle_f32x4(values[2 * j], values[2 * j + 1], _MM_SHUFFLE(3, 1, 3, 1)));
       }
       pixels_to_channels(v);
-      for (int64_t k = 0; k < 4; ++k) _mm512_store_ps(t.block_values[k] + x, _mm512_mask_blend_ps(valid, nan, v[k]));
+      for (int64_t k = 0; k < 4; ++k) _mm512_store_ps(t.values[k] + x, _mm512_mask_blend_ps(valid, nan, v[k]));
     }
     if (work.flow_grad) {
       // Sum each corner's products over the channels: the transpose of four products puts, in lane l, the
@@ -485,6 +474,9 @@ void sample_blocks(TileSamples<float, int32_t>& t, const float* block, int64_t c
     }
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 // dst[x * dst_stride] = src[x * src_stride] for x < n: with unit strides a loop the compiler vectorizes,
@@ -578,27 +570,6 @@ void for_each_backward_tile(const Tensor& flow, int64_t C, bool zeros, index_t s
   for (size_t k = 1; k < buffers.size(); ++k) grad.add_(buffers[k]);
 }
 
-// The strides of a gradient buffer's rows and columns (the input's when there is none).
-template <typename index_t>
-index_t grad_row_stride(const Tensor& grad, index_t sy) {
-  return grad.defined() ? static_cast<index_t>(grad.stride(2)) : sy;
-}
-template <typename index_t>
-index_t grad_column_stride(const Tensor& grad, index_t sx) {
-  return grad.defined() ? static_cast<index_t>(grad.stride(3)) : sx;
-}
-
-// For each group of kChannelGroup channels (fewer in the last): per_channel(c, k) for its channels, k the
-// channel's place in the group, then per_group(first channel, channels in the group).
-template <typename PerChannel, typename PerGroup>
-void for_each_channel_group(int64_t C, const PerChannel& per_channel, const PerGroup& per_group) {
-  for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {
-    const int64_t group = std::min(kChannelGroup, C - c0);
-    for (int64_t k = 0; k < group; ++k) per_channel(c0 + k, k);
-    per_group(c0, group);
-  }
-}
-
 #define V2V_DISPATCH_CPU(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
 
@@ -607,8 +578,7 @@ void for_each_channel_group(int64_t C, const PerChannel& per_channel, const PerG
 constexpr int64_t kRowsPerPartial = 16;
 
 // The sum over the B * H rows of row_sum(b, y, tile) (a tile of the calling thread, for the function's
-// use), in an order fixed by the shapes: rows add up in float per partial of kRowsPerPartial rows, in
-// double across partials.
+// use), in an order fixed by the shapes: double partial sums of kRowsPerPartial rows each, added in order.
 template <typename Tile, typename RowSum>
 double sum_rows(int64_t B, int64_t H, int64_t W, int64_t C, const RowSum& row_sum) {
   const int64_t rows = B * H, n_partials = div_up(rows, kRowsPerPartial);
@@ -629,253 +599,186 @@ double sum_rows(int64_t B, int64_t H, int64_t W, int64_t C, const RowSum& row_su
   return total;
 }
 
-#if V2V_CPU_AVX512
-// ------------------------------------------------------------------------------------------ ops by blocks
+// ------------------------------------------------------------------------------- sampling channel groups
 
-// Whether the ops sample img by channel blocks (float32, 32-bit offsets, both sizes above 1).
-bool samples_by_blocks(const Tensor& img, bool offsets_fit_int32) {
-  return img.scalar_type() == at::kFloat && offsets_fit_int32 && blocked_sampling_fits(img);
+// Whether the ops sample img by channel blocks: in the AVX-512 build, for float32 with 32-bit offsets and
+// both sizes above 1. Elsewhere they sample its planes.
+template <typename scalar_t, typename index_t>
+bool samples_by_blocks(const Tensor& img) {
+#if V2V_CPU_AVX512
+  return std::is_same_v<scalar_t, float> && std::is_same_v<index_t, int32_t> && blocked_sampling_fits(img);
+#else
+  (void)img;
+  return false;
+#endif
 }
 
-// Calls f(b, y, x0, tile, c0, channels) for every tile and block of img's channels, with the block's
-// sampled values in tile.block_values.
-template <typename F>
-void for_each_block_tile(const Tensor& img, const Tensor& flow, bool zeros, const F& f) {
-  const int64_t C = img.size(1), W = img.size(3), plane = 4 * img.size(2) * W, n_blocks = div_up(C, 4);
-  float* blocks = block_workspace(block_floats(img));
-  to_blocks(img, blocks, 0);
-  for_each_tile<float, int32_t, float>(flow, C, zeros, static_cast<int32_t>(W), 1,
-                                       [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t) {
-    for (int64_t c0 = 0; c0 < C; c0 += 4) {
-      const int64_t channels = std::min<int64_t>(4, C - c0);
-      sample_blocks(t, blocks + (b * n_blocks + c0 / 4) * plane, channels, {true, false, nullptr});
+// An image sampled by groups of up to kChannelGroup channels, with the layout of its gradient buffer:
+// from its planes, or from channel blocks (the gradient buffer then in blocks too). Tiles are filled with
+// the strides (sy, sx) and, for the gradient buffer, (gsy, gsx).
+static_assert(kChannelGroup == 4, "a channel group is one channel block");
+template <typename acc_t, typename index_t, typename scalar_t>
+struct GroupSampler {
+  Strided4<const scalar_t, index_t> planes;
+  const float* blocks = nullptr;  // the image in channel blocks, or null
+  int64_t block_plane = 0, n_blocks = 0;  // floats per block plane, blocks per batch element
+  index_t sy = 0, sx = 0;
+  index_t gsn = 0, gsc = 0, gsy = 0, gsx = 0;  // a planar gradient buffer's strides
+
+  // t.values[k] for the `channels` channels from c0 of batch element b.
+  void sample(TileSamples<acc_t, index_t>& t, int64_t b, int64_t c0, int64_t channels) const {
+#if V2V_CPU_AVX512
+    if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<index_t, int32_t>) {
+      if (blocks) return sample_blocks(t, block(blocks, b, c0), channels, {true, false, nullptr});
+    }
+#endif
+    for (int64_t k = 0; k < channels; ++k) t.sample(planes.plane(b, c0 + k), k);
+  }
+
+  // The backward of a group, from the gradients of its values in t.grad[k]: adds the flow gradient to
+  // t.sums when flow_grad, fills t.values when `values`, and unless `scatter` (the gradient buffer of the
+  // tile's chunk) is null, scatters the image gradient into it.
+  template <bool kGradOffsets>
+  void backward(TileSamples<acc_t, index_t>& t, int64_t b, int64_t c0, int64_t channels, bool values,
+                bool flow_grad, acc_t* scatter) const {
+#if V2V_CPU_AVX512
+    if constexpr (std::is_same_v<acc_t, float> && std::is_same_v<index_t, int32_t>) {
+      if (blocks) {
+        return sample_blocks(t, block(blocks, b, c0), channels,
+                             {values, flow_grad, scatter ? block(scatter, b, c0) : nullptr});
+      }
+    }
+#endif
+    for (int64_t k = 0; k < channels; ++k) {
+      if (flow_grad) {
+        t.sample_and_add_flow_grad(planes.plane(b, c0 + k), k);
+      } else if (values) {
+        t.sample(planes.plane(b, c0 + k), k);
+      }
+    }
+    if (scatter) t.template scatter<kGradOffsets>(scatter + b * gsn + c0 * gsc, gsc, channels);
+  }
+
+ private:
+  template <typename T>
+  T* block(T* base, int64_t b, int64_t c0) const {
+    return base + (b * n_blocks + c0 / 4) * block_plane;
+  }
+};
+
+// The sampler of img: from `blocks` (img in channel blocks) when not null, else from its planes.
+template <typename acc_t, typename index_t, typename scalar_t>
+GroupSampler<acc_t, index_t, scalar_t> make_sampler(const Tensor& img, const float* blocks) {
+  GroupSampler<acc_t, index_t, scalar_t> s;
+  s.planes = strided4<const scalar_t, index_t>(img);
+  s.blocks = blocks;
+  if (blocks) {
+    s.block_plane = 4 * img.size(2) * img.size(3), s.n_blocks = div_up(img.size(1), 4);
+    s.sy = static_cast<index_t>(img.size(3)), s.sx = 1;
+  } else {
+    s.sy = s.planes.sy, s.sx = s.planes.sx;
+  }
+  s.gsy = s.sy, s.gsx = s.sx;
+  return s;
+}
+
+// The forward's sampler of img: in channel blocks (copied into this thread's workspace) where the ops
+// sample so.
+template <typename acc_t, typename index_t, typename scalar_t>
+GroupSampler<acc_t, index_t, scalar_t> forward_sampler(const Tensor& img) {
+  float* blocks = nullptr;
+#if V2V_CPU_AVX512
+  if (samples_by_blocks<scalar_t, index_t>(img)) {
+    blocks = block_workspace(block_floats(img));
+    to_blocks(img, blocks, 0);
+  }
+#endif
+  return make_sampler<acc_t, index_t, scalar_t>(img, blocks);
+}
+
+// Calls f(b, y, x0, tile, c0, channels) for every tile and channel group of img, with the group's values
+// in tile.values.
+template <typename acc_t, typename index_t, typename scalar_t, typename F>
+void for_each_group_tile(const Tensor& img, const Tensor& flow, bool zeros, const F& f) {
+  const int64_t C = img.size(1);
+  const auto s = forward_sampler<acc_t, index_t, scalar_t>(img);
+  for_each_tile<acc_t, index_t, scalar_t>(flow, C, zeros, s.sy, s.sx,
+                                          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
+    for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {
+      const int64_t channels = std::min(kChannelGroup, C - c0);
+      s.sample(t, b, c0, channels);
       f(b, y, x0, t, c0, channels);
     }
   });
 }
 
-// When the backward by blocks samples the values (tile.block_values): not at all, in the pass that adds up
-// the gradients, or in a pass of their own before `prepare`, for gradients that depend on them.
-enum class BlockValues { kNone, kWithGradients, kBeforeGradients };
+// When the backward samples the values (tile.values): not at all, in the pass that adds up the gradients,
+// or in a pass of their own before `prepare`, for gradients that depend on them.
+enum class GroupValues { kNone, kWithGradients, kBeforeGradients };
 
-// The backward by blocks: for every tile, zeroes its sums; for every block, calls
-// prepare(b, y, x0, tile, c0, channels), which sets tile.grad[k] for the block's channels, then samples
-// (adding the flow gradient to the sums when `flow_grad`; the values as `values` says), then
-// after(b, y, x0, tile, c0, channels); and calls done(b, y, x0, tile) at the end of the tile. Returns the
-// image gradient when `image_grad`, else an undefined tensor.
-template <typename Prepare, typename After, typename Done>
-Tensor backward_by_blocks(const Tensor& img, const Tensor& flow, bool zeros, bool image_grad, bool flow_grad,
-                          BlockValues values, const Prepare& prepare, const After& after, const Done& done) {
-  const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
-  const int64_t plane = 4 * H * W, n_blocks = div_up(C, 4), size = block_floats(img);
-  // The blocks, then the gradient buffer and the private buffers of the chunks that need them.
-  const int64_t buffers = image_grad ? 1 + backward_row_chunks(B, H, W, C).private_buffers() : 0;
-  float* blocks = block_workspace((1 + buffers) * size);
-  to_blocks(img, blocks, buffers);
-  const auto as_tensor = [&](int64_t k) {
-    return at::from_blob(blocks + k * size, {B, n_blocks, H, W, 4}, img.options());
-  };
-  Tensor acc = image_grad ? as_tensor(1) : Tensor();
+// The backward: for every tile, zeroes its sums; for every channel group, calls
+// prepare(b, y, x0, tile, c0, channels), which sets tile.grad[k] for the group's channels, then samples
+// (adding the flow gradient to the sums when flow_grad; the values as `values` says; scattering the image
+// gradient when image_grad), then after(b, y, x0, tile, c0, channels); and calls done(b, y, x0, tile) at the
+// end of the tile. Returns the image gradient when image_grad, else an undefined tensor.
+template <typename acc_t, typename index_t, typename scalar_t, typename Prepare, typename After, typename Done>
+Tensor backward_by_groups(const Tensor& img, const Tensor& flow, bool zeros, bool image_grad, bool flow_grad,
+                          GroupValues values, const Prepare& prepare, const After& after, const Done& done) {
+  const int64_t C = img.size(1);
+  Tensor acc;
   std::vector<Tensor> private_buffers;
-  for (int64_t k = 2; k <= buffers; ++k) private_buffers.push_back(as_tensor(k));
-  const int32_t sy = static_cast<int32_t>(W);
-  for_each_backward_tile<float, int32_t, float>(
-      flow, C, zeros, sy, 1, acc, private_buffers, sy, 1,
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, float* scatter, auto) {
+  float* blocks = nullptr;
+#if V2V_CPU_AVX512
+  // The blocks, then the gradient buffer and the private buffers of the chunks that need them.
+  const int64_t size = block_floats(img);
+  if (samples_by_blocks<scalar_t, index_t>(img)) {
+    const int64_t B = img.size(0), H = img.size(2), W = img.size(3);
+    const int64_t buffers = image_grad ? 1 + backward_row_chunks(B, H, W, C).private_buffers() : 0;
+    blocks = block_workspace((1 + buffers) * size);
+    to_blocks(img, blocks, buffers);
+    const auto as_tensor = [&](int64_t k) {
+      return at::from_blob(blocks + k * size, {B, div_up(C, 4), H, W, 4}, img.options());
+    };
+    if (image_grad) acc = as_tensor(1);
+    for (int64_t k = 2; k <= buffers; ++k) private_buffers.push_back(as_tensor(k));
+  }
+#endif
+  auto s = make_sampler<acc_t, index_t, scalar_t>(img, blocks);
+  if (image_grad && !blocks) {
+    acc = zeros_like_layout(img, c10::CppTypeToScalarType<acc_t>::value);
+    s.gsn = static_cast<index_t>(acc.stride(0)), s.gsc = static_cast<index_t>(acc.stride(1));
+    s.gsy = static_cast<index_t>(acc.stride(2)), s.gsx = static_cast<index_t>(acc.stride(3));
+  }
+  for_each_backward_tile<acc_t, index_t, scalar_t>(
+      flow, C, zeros, s.sy, s.sx, acc, private_buffers, s.gsy, s.gsx,
+      [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, acc_t* scatter, auto differ) {
         t.zero_sums();
-        for (int64_t c0 = 0; c0 < C; c0 += 4) {
-          const int64_t channels = std::min<int64_t>(4, C - c0), offset = (b * n_blocks + c0 / 4) * plane;
-          if (values == BlockValues::kBeforeGradients) sample_blocks(t, blocks + offset, channels, {true, false, nullptr});
+        for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {
+          const int64_t channels = std::min(kChannelGroup, C - c0);
+          if (values == GroupValues::kBeforeGradients) s.sample(t, b, c0, channels);
           prepare(b, y, x0, t, c0, channels);
-          sample_blocks(t, blocks + offset, channels,
-                        {values == BlockValues::kWithGradients, flow_grad, image_grad ? scatter + offset : nullptr});
+          s.template backward<decltype(differ)::value>(t, b, c0, channels, values == GroupValues::kWithGradients,
+                                                       flow_grad, scatter);
           after(b, y, x0, t, c0, channels);
         }
         done(b, y, x0, t);
       });
   if (!image_grad) return Tensor();
-  Tensor grad = empty_like_layout(img);
-  from_blocks(blocks + size, grad);
-  return grad;
-}
-
-Tensor flow_warp_by_blocks(const Tensor& img, const Tensor& flow, bool zeros) {
-  Tensor out = empty_like_layout(img);
-  const auto o = strided4<float, int32_t>(out);
-  for_each_block_tile(img, flow, zeros, [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t,
-                                            int64_t c0, int64_t channels) {
-    for (int64_t k = 0; k < channels; ++k) copy_row(&o(b, c0 + k, y, x0), o.sx, t.block_values[k], 1, t.n);
-  });
-  return out;
-}
-
-std::tuple<Tensor, Tensor> flow_warp_backward_by_blocks(const Tensor& grad_out, const Tensor& img, const Tensor& flow,
-                                                        bool zeros, std::array<bool, 2> mask) {
-  Tensor grad_flow = mask[1] ? empty_like_layout(flow) : unrequested(flow);
-  const auto go = strided4<const float, int32_t>(grad_out);
-  const auto gf = strided4<float, int32_t>(grad_flow.numel() ? grad_flow : flow);
-  Tensor grad_img = backward_by_blocks(
-      img, flow, zeros, mask[0], mask[1], BlockValues::kNone,
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
-        for (int64_t k = 0; k < channels; ++k) {
-          copy_row(t.grad[k], 1, &go(b, c0 + k, y, x0), go.sx, t.n);
-        }
-      },
-      [](int64_t, int64_t, int64_t, TileSamples<float, int32_t>&, int64_t, int64_t) {},
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t) {
-        if (!mask[1]) return;
-        copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n);
-        copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
-      });
-  return {mask[0] ? grad_img : unrequested(img), grad_flow};
-}
-
-Tensor warp_blend_by_blocks(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight, bool zeros) {
-  Tensor out = empty_like_layout(raw);
-  const auto rw = strided4<const float, int32_t>(raw);
-  const auto wt = strided4<const float, int32_t>(weight);
-  const auto o = strided4<float, int32_t>(out);
-  for_each_block_tile(prev, flow, zeros, [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t,
-                                             int64_t c0, int64_t channels) {
-    for (int64_t k = 0; k < channels; ++k) {
-      const float* w_row = &wt(b, c0 + k, y, x0);
-      const float* r_row = &rw(b, c0 + k, y, x0);
-      float* dst = &o(b, c0 + k, y, x0);
-      for (int64_t x = 0; x < t.n; ++x) {
-        const float w = w_row[x * wt.sx];
-        dst[x * o.sx] = r_row[x * rw.sx] * w + t.block_values[k][x] * (1.0f - w);
-      }
-    }
-  });
-  return out;
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_by_blocks(const Tensor& grad_out, const Tensor& prev,
-                                                                         const Tensor& flow, const Tensor& raw,
-                                                                         const Tensor& weight, bool zeros,
-                                                                         std::array<bool, 4> mask) {
-  Tensor grad_flow = mask[1] ? empty_like_layout(flow) : unrequested(flow);
-  Tensor grad_raw = mask[2] ? empty_like_layout(raw) : unrequested(raw);
-  Tensor grad_weight = mask[3] ? empty_like_layout(weight) : unrequested(weight);
-  const auto rw = strided4<const float, int32_t>(raw);
-  const auto wt = strided4<const float, int32_t>(weight);
-  const auto go = strided4<const float, int32_t>(grad_out);
-  const auto gf = strided4<float, int32_t>(mask[1] ? grad_flow : flow);
-  const auto gr = strided4<float, int32_t>(mask[2] ? grad_raw : raw);
-  const auto gw = strided4<float, int32_t>(mask[3] ? grad_weight : weight);
-  Tensor grad_prev = backward_by_blocks(
-      prev, flow, zeros, mask[0], mask[1], mask[3] ? BlockValues::kWithGradients : BlockValues::kNone,
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
-        for (int64_t k = 0; k < channels; ++k) {
-          const float* w_row = &wt(b, c0 + k, y, x0);
-          const float* g_row = &go(b, c0 + k, y, x0);
-          float* gr_row = &gr(b, c0 + k, y, x0);
-          for (int64_t x = 0; x < t.n; ++x) {
-            const float g = g_row[x * go.sx], w = w_row[x * wt.sx];
-            if (mask[2]) gr_row[x * gr.sx] = g * w;
-            t.grad[k][x] = g * (1.0f - w);
-          }
-        }
-      },
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
-        // A NaN-flow pixel's value is NaN, and so is its weight gradient.
-        if (!mask[3]) return;
-        for (int64_t k = 0; k < channels; ++k) {
-          const float* g_row = &go(b, c0 + k, y, x0);
-          const float* r_row = &rw(b, c0 + k, y, x0);
-          for (int64_t x = 0; x < t.n; ++x) t.sums[2][x] += g_row[x * go.sx] * (r_row[x * rw.sx] - t.block_values[k][x]);
-        }
-      },
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t) {
-        if (mask[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
-        if (mask[3]) copy_row(&gw(b, 0, y, x0), gw.sx, t.sums[2], 1, t.n);
-      });
-  return {mask[0] ? grad_prev : unrequested(prev), grad_flow, grad_raw, grad_weight};
-}
-
-Tensor masked_warp_l1_by_blocks(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
-                                bool zeros) {
-  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-  const int64_t plane = 4 * H * W, n_blocks = div_up(C, 4);
-  float* blocks = block_workspace(block_floats(src));
-  to_blocks(src, blocks, 0);
-  const auto fl = strided4<const float, int32_t>(flow);
-  const auto tg = strided4<const float, int32_t>(target);
-  const auto mk = strided4<const float, int32_t>(mask);
-  const int32_t sy = static_cast<int32_t>(W);
-  const double total = sum_rows<TileSamples<float, int32_t>>(B, H, W, C, [&](int64_t b, int64_t y, TileSamples<float, int32_t>& t) {
-    float row_sum = 0;
-    for (int64_t x0 = 0; x0 < W; x0 += kTile) {
-      t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, sy, 1, sy, 1);
-      for (int64_t c0 = 0; c0 < C; c0 += 4) {
-        const int64_t channels = std::min<int64_t>(4, C - c0);
-        sample_blocks(t, blocks + (b * n_blocks + c0 / 4) * plane, channels, {true, false, nullptr});
-        for (int64_t k = 0; k < channels; ++k) {
-          const float* t_row = &tg(b, c0 + k, y, x0);
-          const float* m_row = &mk(b, c0 + k, y, x0);
-          for (int64_t x = 0; x < t.n; ++x) {
-            const float m = m_row[x * mk.sx];
-            row_sum += std::abs(t.block_values[k][x] * m - t_row[x * tg.sx] * m);
-          }
-        }
-      }
-    }
-    return row_sum;
-  });
-  // The mean over zero elements is NaN, as torch.mean says.
-  return at::full({}, total / static_cast<double>(B * C * H * W), src.options());
-}
-
-std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_by_blocks(const Tensor& grad_out, const Tensor& src,
-                                                                             const Tensor& flow, const Tensor& target,
-                                                                             const Tensor& mask, bool zeros,
-                                                                             std::array<bool, 4> need) {
-  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-  const bool mask_per_channel = mask.size(1) != 1 || C == 1;
-  const float scale = static_cast<float>(grad_out.item<double>() / static_cast<double>(B * C * H * W));
-  Tensor grad_flow = need[1] ? empty_like_layout(flow) : unrequested(flow);
-  Tensor grad_target = need[2] ? empty_like_layout(target) : unrequested(target);
-  Tensor grad_mask = need[3] ? empty_like_layout(mask) : unrequested(mask);
-  const auto tg = strided4<const float, int32_t>(target);
-  const auto mk = strided4<const float, int32_t>(mask);
-  const auto gf = strided4<float, int32_t>(need[1] ? grad_flow : flow);
-  const auto gt = strided4<float, int32_t>(need[2] ? grad_target : target);
-  const auto gm = strided4<float, int32_t>(need[3] ? grad_mask : mask);
-  Tensor grad_src = backward_by_blocks(
-      src, flow, zeros, need[0], need[1], BlockValues::kBeforeGradients,
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t, int64_t c0, int64_t channels) {
-        for (int64_t k = 0; k < channels; ++k) {
-          const int64_t c = c0 + k;
-          const float* t_row = &tg(b, c, y, x0);
-          const float* m_row = &mk(b, c, y, x0);
-          for (int64_t x = 0; x < t.n; ++x) {
-            const float warped = t.block_values[k][x], m = m_row[x * mk.sx], tv = t_row[x * tg.sx];
-            // d loss / d warped, before the mask (0 where the flow is NaN: the sign of NaN is 0).
-            const float sg = sign_of(warped * m - tv * m) * scale;
-            if (need[2]) gt(b, c, y, x0 + x) = -sg * m;
-            if (need[3]) {
-              const float v = sg * (warped - tv);
-              if (mask_per_channel) {
-                gm(b, c, y, x0 + x) = v;
-              } else {
-                t.sums[2][x] += v;
-              }
-            }
-            t.grad[k][x] = sg * m;
-          }
-        }
-      },
-      [](int64_t, int64_t, int64_t, TileSamples<float, int32_t>&, int64_t, int64_t) {},
-      [&](int64_t b, int64_t y, int64_t x0, TileSamples<float, int32_t>& t) {
-        if (need[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
-        if (need[3] && !mask_per_channel) copy_row(&gm(b, 0, y, x0), gm.sx, t.sums[2], 1, t.n);
-      });
-  return {need[0] ? grad_src : unrequested(src), grad_flow, grad_target, grad_mask};
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
+#if V2V_CPU_AVX512
+  if (blocks) {
+    Tensor grad = empty_like_layout(img);
+    from_blocks(blocks + size, grad);
+    return grad;
+  }
 #endif
-#endif
+  return finish_grad(acc, img);
+}
+
+// A backward callback with nothing to do.
+struct Nothing {
+  template <typename... Args>
+  void operator()(Args&&...) const {}
+};
 
 }  // namespace
 
@@ -884,24 +787,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_by_blocks(con
 Tensor flow_warp_cpu(const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
   check_image_and_flow(img, flow, "img");
   const bool zeros = parse_zeros_padding(padding_mode);
-#if V2V_CPU_AVX512
-  if (img.numel() > 0 && samples_by_blocks(img, all_fit_int32(img, flow))) return flow_warp_by_blocks(img, flow, zeros);
-#endif
   Tensor out = empty_like_layout(img);
   if (out.numel() == 0) return out;
   V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(img, flow, out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const auto in = strided4<const scalar_t, index_t>(img);
       const auto o = strided4<scalar_t, index_t>(out);
-      const int64_t C = img.size(1);
-      for_each_tile<acc_t, index_t, scalar_t>(flow, C, zeros, in.sy, in.sx,
-                                              [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
-        for (int64_t c = 0; c < C; ++c) {
-          t.sample(in.plane(b, c));
-          scalar_t* dst = &o(b, c, y, x0);
-          for (int64_t x = 0; x < t.n; ++x) dst[x * o.sx] = static_cast<scalar_t>(t.warped[x]);
-        }
+      for_each_group_tile<acc_t, index_t, scalar_t>(img, flow, zeros, [&](int64_t b, int64_t y, int64_t x0,
+                                                                          TileSamples<acc_t, index_t>& t,
+                                                                          int64_t c0, int64_t channels) {
+        for (int64_t k = 0; k < channels; ++k) copy_row(&o(b, c0 + k, y, x0), o.sx, t.values[k], 1, t.n);
       });
     });
   });
@@ -913,42 +808,26 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
   check_image_and_flow(img, flow, "img");
   check_same_layout(grad_out, "grad_out", img, "img", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
-#if V2V_CPU_AVX512
-  if (samples_by_blocks(img, all_fit_int32(img, flow, grad_out))) {
-    return flow_warp_backward_by_blocks(grad_out, img, flow, zeros, mask);
-  }
-#endif
-  Tensor grad_img = unrequested(img), grad_flow = unrequested(flow);
+  Tensor grad_img = unrequested(img);
+  Tensor grad_flow = mask[1] ? empty_like_layout(flow) : unrequested(flow);
   V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    Tensor acc = mask[0] ? zeros_like_layout(img, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
-    if (mask[1]) grad_flow = empty_like_layout(flow);
     V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out), [&] {
-      const auto in = strided4<const scalar_t, index_t>(img);
+      using acc_t = at::opmath_type<scalar_t>;
       const auto go = strided4<const scalar_t, index_t>(grad_out);
       const auto gf = strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow);
-      const index_t gsn = mask[0] ? static_cast<index_t>(acc.stride(0)) : 0;
-      const index_t gsc = mask[0] ? static_cast<index_t>(acc.stride(1)) : 0;
-      const int64_t C = img.size(1);
-      for_each_backward_tile<acc_t, index_t, scalar_t>(
-          flow, C, zeros, in.sy, in.sx, acc, {}, grad_row_stride(acc, in.sy), grad_column_stride(acc, in.sx),
-          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, acc_t* scatter, auto differ) {
-            t.zero_sums();
-            for_each_channel_group(C, [&](int64_t c, int64_t k) {
-              const scalar_t* g_row = &go(b, c, y, x0);
-              for (int64_t x = 0; x < t.n; ++x) t.grad[k][x] = static_cast<acc_t>(g_row[x * go.sx]);
-              if (mask[1]) t.sample_and_add_flow_grad(in.plane(b, c), k);
-            }, [&](int64_t c0, int64_t group) {
-              if (mask[0]) t.template scatter<decltype(differ)::value>(scatter + b * gsn + c0 * gsc, gsc, group);
-            });
+      Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
+          img, flow, zeros, mask[0], mask[1], GroupValues::kNone,
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
+            for (int64_t k = 0; k < channels; ++k) copy_row(t.grad[k], 1, &go(b, c0 + k, y, x0), go.sx, t.n);
+          },
+          Nothing{},
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
             if (!mask[1]) return;
-            for (int64_t x = 0; x < t.n; ++x) {
-              gf(b, 0, y, x0 + x) = static_cast<scalar_t>(t.sums[0][x]);
-              gf(b, 1, y, x0 + x) = static_cast<scalar_t>(t.sums[1][x]);
-            }
+            copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n);
+            copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
           });
+      if (mask[0]) grad_img = g;
     });
-    if (mask[0]) grad_img = finish_grad(acc, img);
   });
   return {grad_img, grad_flow};
 }
@@ -959,31 +838,24 @@ Tensor warp_blend_cpu(const Tensor& prev, const Tensor& flow, const Tensor& raw,
                       const std::string& padding_mode) {
   check_warp_blend(prev, flow, raw, weight);
   const bool zeros = parse_zeros_padding(padding_mode);
-#if V2V_CPU_AVX512
-  if (prev.numel() > 0 && samples_by_blocks(prev, all_fit_int32(prev, flow, raw, weight))) {
-    return warp_blend_by_blocks(prev, flow, raw, weight, zeros);
-  }
-#endif
   Tensor out = empty_like_layout(raw);
   if (out.numel() == 0) return out;
   V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const auto pv = strided4<const scalar_t, index_t>(prev);
       const auto rw = strided4<const scalar_t, index_t>(raw);
       const auto wt = strided4<const scalar_t, index_t>(weight);
       const auto o = strided4<scalar_t, index_t>(out);
-      const int64_t C = prev.size(1);
-      for_each_tile<acc_t, index_t, scalar_t>(flow, C, zeros, pv.sy, pv.sx,
-                                              [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
-        for (int64_t c = 0; c < C; ++c) {
-          t.sample(pv.plane(b, c));
-          const scalar_t* w_row = &wt(b, 0, y, x0);
-          const scalar_t* r_row = &rw(b, c, y, x0);
-          scalar_t* dst = &o(b, c, y, x0);
+      for_each_group_tile<acc_t, index_t, scalar_t>(prev, flow, zeros, [&](int64_t b, int64_t y, int64_t x0,
+                                                                           TileSamples<acc_t, index_t>& t,
+                                                                           int64_t c0, int64_t channels) {
+        const scalar_t* w_row = &wt(b, 0, y, x0);
+        for (int64_t k = 0; k < channels; ++k) {
+          const scalar_t* r_row = &rw(b, c0 + k, y, x0);
+          scalar_t* dst = &o(b, c0 + k, y, x0);
           for (int64_t x = 0; x < t.n; ++x) {
             const acc_t w = static_cast<acc_t>(w_row[x * wt.sx]);
-            dst[x * o.sx] = static_cast<scalar_t>(static_cast<acc_t>(r_row[x * rw.sx]) * w + t.warped[x] * (acc_t(1) - w));
+            dst[x * o.sx] = static_cast<scalar_t>(static_cast<acc_t>(r_row[x * rw.sx]) * w + t.values[k][x] * (acc_t(1) - w));
           }
         }
       });
@@ -1000,70 +872,50 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
   check_warp_blend(prev, flow, raw, weight);
   check_same_layout(grad_out, "grad_out", prev, "prev", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
-#if V2V_CPU_AVX512
-  if (samples_by_blocks(prev, all_fit_int32(prev, flow, raw, weight, grad_out))) {
-    return warp_blend_backward_by_blocks(grad_out, prev, flow, raw, weight, zeros, mask);
-  }
-#endif
-  Tensor grad_prev = unrequested(prev), grad_flow = unrequested(flow);
-  Tensor grad_raw = unrequested(raw), grad_weight = unrequested(weight);
+  Tensor grad_prev = unrequested(prev);
+  Tensor grad_flow = mask[1] ? empty_like_layout(flow) : unrequested(flow);
+  Tensor grad_raw = mask[2] ? empty_like_layout(raw) : unrequested(raw);
+  Tensor grad_weight = mask[3] ? empty_like_layout(weight) : unrequested(weight);
   V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    Tensor acc = mask[0] ? zeros_like_layout(prev, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
-    if (mask[1]) grad_flow = empty_like_layout(flow);
-    if (mask[2]) grad_raw = empty_like_layout(raw);
-    if (mask[3]) grad_weight = empty_like_layout(weight);
-    V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out, grad_raw), [&] {
-      const auto pv = strided4<const scalar_t, index_t>(prev);
+    V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out), [&] {
+      using acc_t = at::opmath_type<scalar_t>;
       const auto rw = strided4<const scalar_t, index_t>(raw);
       const auto wt = strided4<const scalar_t, index_t>(weight);
       const auto go = strided4<const scalar_t, index_t>(grad_out);
       const auto gf = strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow);
       const auto gr = strided4<scalar_t, index_t>(mask[2] ? grad_raw : raw);
       const auto gw = strided4<scalar_t, index_t>(mask[3] ? grad_weight : weight);
-      const index_t gsn = mask[0] ? static_cast<index_t>(acc.stride(0)) : 0;
-      const index_t gsc = mask[0] ? static_cast<index_t>(acc.stride(1)) : 0;
-      const int64_t C = prev.size(1);
-      for_each_backward_tile<acc_t, index_t, scalar_t>(
-          flow, C, zeros, pv.sy, pv.sx, acc, {}, grad_row_stride(acc, pv.sy), grad_column_stride(acc, pv.sx),
-          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, acc_t* scatter, auto differ) {
-            t.zero_sums();
-            for_each_channel_group(C, [&](int64_t c, int64_t k) {
-              const scalar_t* w_row = &wt(b, 0, y, x0);
-              const scalar_t* g_row = &go(b, c, y, x0);
-              const scalar_t* r_row = &rw(b, c, y, x0);
-              scalar_t* gr_row = &gr(b, c, y, x0);
+      // A NaN-flow pixel's value is NaN, and so is its weight gradient; it sends no gradient to prev or flow.
+      Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
+          prev, flow, zeros, mask[0], mask[1], mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
+            const scalar_t* w_row = &wt(b, 0, y, x0);
+            for (int64_t k = 0; k < channels; ++k) {
+              const scalar_t* g_row = &go(b, c0 + k, y, x0);
+              scalar_t* gr_row = &gr(b, c0 + k, y, x0);
               for (int64_t x = 0; x < t.n; ++x) {
-                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
-                const acc_t w = static_cast<acc_t>(w_row[x * wt.sx]);
+                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]), w = static_cast<acc_t>(w_row[x * wt.sx]);
                 if (mask[2]) gr_row[x * gr.sx] = static_cast<scalar_t>(g * w);
                 t.grad[k][x] = g * (acc_t(1) - w);
               }
-              // A NaN-flow pixel's warped value is NaN (so is its weight gradient); it sends no gradient to
-              // prev or flow.
-              if (mask[1]) {
-                t.sample_and_add_flow_grad(pv.plane(b, c), k);
-              } else if (mask[3]) {
-                t.sample(pv.plane(b, c));
-              }
-              if (!mask[3]) return;
-              for (int64_t x = 0; x < t.n; ++x) {
-                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]);
-                t.sums[2][x] += g * (static_cast<acc_t>(r_row[x * rw.sx]) - t.warped[x]);
-              }
-            }, [&](int64_t c0, int64_t group) {
-              if (mask[0]) t.template scatter<decltype(differ)::value>(scatter + b * gsn + c0 * gsc, gsc, group);
-            });
-            for (int64_t x = 0; x < t.n; ++x) {
-              if (mask[1]) {
-                gf(b, 0, y, x0 + x) = static_cast<scalar_t>(t.sums[0][x]);
-                gf(b, 1, y, x0 + x) = static_cast<scalar_t>(t.sums[1][x]);
-              }
-              if (mask[3]) gw(b, 0, y, x0 + x) = static_cast<scalar_t>(t.sums[2][x]);
             }
+          },
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
+            if (!mask[3]) return;
+            for (int64_t k = 0; k < channels; ++k) {
+              const scalar_t* g_row = &go(b, c0 + k, y, x0);
+              const scalar_t* r_row = &rw(b, c0 + k, y, x0);
+              for (int64_t x = 0; x < t.n; ++x) {
+                t.sums[2][x] += static_cast<acc_t>(g_row[x * go.sx]) * (static_cast<acc_t>(r_row[x * rw.sx]) - t.values[k][x]);
+              }
+            }
+          },
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
+            if (mask[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
+            if (mask[3]) copy_row(&gw(b, 0, y, x0), gw.sx, t.sums[2], 1, t.n);
           });
+      if (mask[0]) grad_prev = g;
     });
-    if (mask[0]) grad_prev = finish_grad(acc, prev);
   });
   return {grad_prev, grad_flow, grad_raw, grad_weight};
 }
@@ -1075,28 +927,28 @@ Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& t
   check_masked_warp_l1(src, flow, target, mask);
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-#if V2V_CPU_AVX512
-  if (samples_by_blocks(src, all_fit_int32(src, flow, target, mask))) return masked_warp_l1_by_blocks(src, flow, target, mask, zeros);
-#endif
   Tensor out = at::empty({}, src.options());
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask), [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const auto sv = strided4<const scalar_t, index_t>(src);
       const auto fl = strided4<const scalar_t, index_t>(flow);
       const auto tg = strided4<const scalar_t, index_t>(target);
       const auto mk = strided4<const scalar_t, index_t>(mask);
+      const auto s = forward_sampler<acc_t, index_t, scalar_t>(src);
       const double total = sum_rows<TileSamples<acc_t, index_t>>(B, H, W, C, [&](int64_t b, int64_t y, TileSamples<acc_t, index_t>& t) {
         acc_t row_sum = 0;
         for (int64_t x0 = 0; x0 < W; x0 += kTile) {
-          t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, sv.sy, sv.sx, sv.sy, sv.sx);
-          for (int64_t c = 0; c < C; ++c) {
-            t.sample(sv.plane(b, c));
-            const scalar_t* t_row = &tg(b, c, y, x0);
-            const scalar_t* m_row = &mk(b, c, y, x0);
-            for (int64_t x = 0; x < t.n; ++x) {
-              const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
-              row_sum += std::abs(t.warped[x] * m - static_cast<acc_t>(t_row[x * tg.sx]) * m);
+          t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, s.sy, s.sx, s.sy, s.sx);
+          for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {
+            const int64_t channels = std::min(kChannelGroup, C - c0);
+            s.sample(t, b, c0, channels);
+            for (int64_t k = 0; k < channels; ++k) {
+              const scalar_t* t_row = &tg(b, c0 + k, y, x0);
+              const scalar_t* m_row = &mk(b, c0 + k, y, x0);
+              for (int64_t x = 0; x < t.n; ++x) {
+                const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
+                row_sum += std::abs(t.values[k][x] * m - static_cast<acc_t>(t_row[x * tg.sx]) * m);
+              }
             }
           }
         }
@@ -1118,42 +970,29 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
   TORCH_CHECK(grad_out.numel() == 1, "grad_out of masked_warp_l1 must be a scalar, got ", grad_out.sizes());
   const bool zeros = parse_zeros_padding(padding_mode);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-#if V2V_CPU_AVX512
-  if (samples_by_blocks(src, all_fit_int32(src, flow, target, mask, grad_out))) {
-    return masked_warp_l1_backward_by_blocks(grad_out, src, flow, target, mask, zeros, need);
-  }
-#endif
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
-  Tensor grad_src = unrequested(src), grad_flow = unrequested(flow);
-  Tensor grad_target = unrequested(target), grad_mask = unrequested(mask);
+  Tensor grad_src = unrequested(src);
+  Tensor grad_flow = need[1] ? empty_like_layout(flow) : unrequested(flow);
+  Tensor grad_target = need[2] ? empty_like_layout(target) : unrequested(target);
+  Tensor grad_mask = need[3] ? empty_like_layout(mask) : unrequested(mask);
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_backward_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const acc_t scale = static_cast<acc_t>(grad_out.item<double>() / static_cast<double>(B * C * H * W));
-    Tensor acc = need[0] ? zeros_like_layout(src, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
-    // Gathered gradients start at 0 so that a channel count of 0 leaves them defined.
-    if (need[1]) grad_flow = at::zeros_like(flow);
-    if (need[2]) grad_target = empty_like_layout(target);
-    if (need[3]) grad_mask = at::zeros_like(mask);
-    V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, grad_target), [&] {
-      const auto sv = strided4<const scalar_t, index_t>(src);
+    V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, grad_out), [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const acc_t scale = static_cast<acc_t>(grad_out.item<double>() / static_cast<double>(B * C * H * W));
       const auto tg = strided4<const scalar_t, index_t>(target);
       const auto mk = strided4<const scalar_t, index_t>(mask);
       const auto gf = strided4<scalar_t, index_t>(need[1] ? grad_flow : flow);
       const auto gt = strided4<scalar_t, index_t>(need[2] ? grad_target : target);
       const auto gm = strided4<scalar_t, index_t>(need[3] ? grad_mask : mask);
-      const index_t gsn = need[0] ? static_cast<index_t>(acc.stride(0)) : 0;
-      const index_t gsc = need[0] ? static_cast<index_t>(acc.stride(1)) : 0;
-      for_each_backward_tile<acc_t, index_t, scalar_t>(
-          flow, C, zeros, sv.sy, sv.sx, acc, {}, grad_row_stride(acc, sv.sy), grad_column_stride(acc, sv.sx),
-          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, acc_t* scatter, auto differ) {
-            t.zero_sums();
-            for_each_channel_group(C, [&](int64_t c, int64_t k) {
-              t.sample_with_derivatives(sv.plane(b, c));
+      Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
+          src, flow, zeros, need[0], need[1], GroupValues::kBeforeGradients,
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
+            for (int64_t k = 0; k < channels; ++k) {
+              const int64_t c = c0 + k;
               const scalar_t* t_row = &tg(b, c, y, x0);
               const scalar_t* m_row = &mk(b, c, y, x0);
               for (int64_t x = 0; x < t.n; ++x) {
-                const acc_t warped = t.warped[x];
-                const acc_t m = static_cast<acc_t>(m_row[x * mk.sx]);
+                const acc_t warped = t.values[k][x], m = static_cast<acc_t>(m_row[x * mk.sx]);
                 const acc_t tv = static_cast<acc_t>(t_row[x * tg.sx]);
                 // d loss / d warped, before the mask: sign(warped * m - t * m) / numel * grad_out (0 where
                 // the flow is NaN: the sign of NaN is 0).
@@ -1168,22 +1007,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
                   }
                 }
                 t.grad[k][x] = sg * m;
-                t.sums[0][x] += t.valid[x] ? sg * m * t.warped_dx[x] : acc_t(0);
-                t.sums[1][x] += t.valid[x] ? sg * m * t.warped_dy[x] : acc_t(0);
               }
-            }, [&](int64_t c0, int64_t group) {
-              if (need[0]) t.template scatter<decltype(differ)::value>(scatter + b * gsn + c0 * gsc, gsc, group);
-            });
-            for (int64_t x = 0; x < t.n; ++x) {
-              if (need[1]) {
-                gf(b, 0, y, x0 + x) = static_cast<scalar_t>(t.sums[0][x]);
-                gf(b, 1, y, x0 + x) = static_cast<scalar_t>(t.sums[1][x]);
-              }
-              if (need[3] && !mask_per_channel) gm(b, 0, y, x0 + x) = static_cast<scalar_t>(t.sums[2][x]);
             }
+          },
+          Nothing{},
+          [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
+            if (need[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
+            if (need[3] && !mask_per_channel) copy_row(&gm(b, 0, y, x0), gm.sx, t.sums[2], 1, t.n);
           });
+      if (need[0]) grad_src = g;
     });
-    if (need[0]) grad_src = finish_grad(acc, src);
   });
   return {grad_src, grad_flow, grad_target, grad_mask};
 }
