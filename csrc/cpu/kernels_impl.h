@@ -282,11 +282,6 @@ V2V_ALWAYS_INLINE __mmask16 first_elements(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << count) - 1);
 }
 
-bool blocked_sampling_fits(const Tensor& img) {
-  const int64_t H = img.size(2), W = img.size(3);
-  return H > 1 && W > 1 && 4 * H * W <= std::numeric_limits<int32_t>::max();
-}
-
 // Floats in the channel blocks of img: (B, ceil(C / 4), H, W, 4).
 int64_t block_floats(const Tensor& img) { return img.size(0) * div_up(img.size(1), 4) * img.size(2) * img.size(3) * 4; }
 
@@ -600,12 +595,15 @@ double sum_rows(int64_t B, int64_t H, int64_t W, int64_t C, const RowSum& row_su
 
 // ------------------------------------------------------------------------------- sampling channel groups
 
-// Whether the ops sample img by channel blocks: in the AVX-512 build, for float32 with 32-bit offsets and
-// both sizes above 1. Elsewhere they sample its planes.
+// Whether the ops sample img by channel blocks: in the AVX-512 build, for float32 with 32-bit offsets,
+// both sizes above 1 (a pixel's corner pairs are then neighbours in memory) and block offsets in int32.
+// Elsewhere they sample its planes.
 template <typename scalar_t, typename index_t>
 bool samples_by_blocks(const Tensor& img) {
 #if V2V_CPU_AVX512
-  return std::is_same_v<scalar_t, float> && std::is_same_v<index_t, int32_t> && blocked_sampling_fits(img);
+  const int64_t H = img.size(2), W = img.size(3);
+  return std::is_same_v<scalar_t, float> && std::is_same_v<index_t, int32_t> && H > 1 && W > 1 &&
+         4 * H * W <= std::numeric_limits<int32_t>::max();
 #else
   (void)img;
   return false;
