@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vid2vid_fast.data import TemporalDataset, Vid2VidAugment, build_edge_dataset, bundled_clips
 from vid2vid_fast.data.edges import default_cache_dir
-from vid2vid_fast.data.errors import SequenceTooShortError
+from vid2vid_fast.data.errors import SequenceTooShortError, VideoDataError
 from vid2vid_fast.data.image_sequence import list_sequences
 from vid2vid_fast.data.transforms import draw_frame_params
 from vid2vid_fast.errors import MissingFileError
@@ -39,6 +39,8 @@ def prepare_data(config, progress: bool = True) -> tuple[Path, str, str | None]:
     data = config.data
     if data.dataroot:
         root = Path(data.dataroot)
+        if root.is_file():
+            raise VideoDataError(f"dataroot {root} is a file; expected a folder holding {data.phase}_A/ and {data.phase}_B/")
         if not root.is_dir():
             raise MissingFileError(f"dataroot {root} does not exist")
     else:
