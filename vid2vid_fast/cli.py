@@ -21,7 +21,6 @@ import traceback
 from pathlib import Path
 
 from .errors import UserError
-
 from .train.config import (
     PRESETS,
     ConfigError,
@@ -43,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _count(minimum: int):
+def _whole_number(minimum: int):
     """An argparse type: a whole number >= ``minimum``."""
 
     def parse(text):
@@ -112,7 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run", metavar="DIR", help="a run folder (uses its checkpoints/latest.pt)")
     source.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file")
     generate.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated)")
-    generate.add_argument("--frames", type=_count(1), metavar="N", help="frames per sequence (default: the held-out ones, or 60)")
+    generate.add_argument("--frames", type=_whole_number(1), metavar="N", help="frames per sequence (default: the held-out ones, or 60)")
     generate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's)")
     generate.add_argument("--fps", type=_positive_float, default=25.0, help="frame rate of the videos (default: 25)")
 
@@ -124,8 +123,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "Data loading is not timed.",
     )
     _config_source_flags(bench)
-    bench.add_argument("--iters", type=_count(1), default=20, help="timed iterations per configuration (default: 20)")
-    bench.add_argument("--warmup", type=_count(0), default=5, help="untimed iterations first (default: 5; torch.compile compiles here)")
+    bench.add_argument("--iters", type=_whole_number(1), default=20, help="timed iterations per configuration (default: 20)")
+    bench.add_argument("--warmup", type=_whole_number(0), default=5, help="untimed iterations first (default: 5; torch.compile compiles here)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_config_flags(bench)
 

@@ -194,7 +194,7 @@ def _called_from_unguarded_main() -> bool:
         return False
     try:
         tree = ast.parse(Path(path).read_text())
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+    except (OSError, SyntaxError, ValueError):
         return False
     return not any(_is_main_guard(node) and node.lineno <= line <= node.end_lineno for node in tree.body)
 
