@@ -7,13 +7,20 @@
 
 Every training option is a flag (``vid2vid-fast train --help`` lists them with their defaults); the
 same options can come from a YAML file (``--config``) or a preset (``--preset demo``).
+
+A user error (a bad option, file, folder or data; see ``vid2vid_fast.errors``) prints one line and
+exits with status 2; ``--debug`` or ``VID2VID_FAST_DEBUG=1`` adds its traceback.
 """
 
 import argparse
 import logging
+import math
+import os
 import sys
+import traceback
 from pathlib import Path
 
+from .errors import UserError
 from .train.config import (
     PRESETS,
     ConfigError,
@@ -28,6 +35,40 @@ from .train.config import (
 log = logging.getLogger("vid2vid_fast")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole_number(minimum: int):
+    """An argparse type: a whole number >= ``minimum``."""
+
+    def parse(text):
+        value = int(text) if text.strip().lstrip("+-").isdigit() else None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _debug_flag(parser, default):
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the traceback of an error (also: VID2VID_FAST_DEBUG=1)")
+
+
 def _config_source_flags(parser):
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="start from a preset: 'demo' trains a small model on the bundled footage in minutes")
@@ -35,24 +76,28 @@ def _config_source_flags(parser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vid2vid-fast",
         description="Train and run vid2vid (video-to-video synthesis) with fused flow-warp kernels.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="how much to log (default: INFO)")
+    _debug_flag(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser(
         "train", help="train a model, then synthesize its output videos",
         description="Train vid2vid. Options: defaults < --preset < --config < flags. Outputs go to "
                     "<output_dir>/<name>: checkpoints/latest.pt, config.yaml, losses.jsonl, generated/. "
-                    "Run under torchrun for several GPUs or nodes. SIGINT / SIGTERM write a checkpoint and stop.",
+                    "A run folder belongs to one run: when <output_dir>/<name> already holds a checkpoint, "
+                    "a new run goes to <name>-2 (or -3, ...) and says so; --resume continues a run in its "
+                    "own folder. Run under torchrun for several GPUs or nodes. SIGINT / SIGTERM write a "
+                    "checkpoint and stop.",
     )
     _config_source_flags(train)
     train.add_argument("--resume", nargs="?", const="", metavar="CHECKPOINT",
-                       help="continue a run: a checkpoint file or run folder (default: this run's latest "
-                            "checkpoint); its options are used, flags given here override them")
+                       help="continue a run in its folder: a run folder or its checkpoint file (default: "
+                            "<output_dir>/<name>); its options are used, flags given here override them")
     train.add_argument("--no-generate", action="store_true", help="do not synthesize videos after training")
     add_config_flags(train)
 
@@ -66,9 +111,9 @@ def _build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run", metavar="DIR", help="a run folder (uses its checkpoints/latest.pt)")
     source.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file")
     generate.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated)")
-    generate.add_argument("--frames", type=int, metavar="N", help="frames per sequence (default: the held-out ones, or 60)")
+    generate.add_argument("--frames", type=_whole_number(1), metavar="N", help="frames per sequence (default: the held-out ones, or 60)")
     generate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's)")
-    generate.add_argument("--fps", type=float, default=25.0, help="frame rate of the videos (default: 25)")
+    generate.add_argument("--fps", type=_positive_float, default=25.0, help="frame rate of the videos (default: 25)")
 
     bench = commands.add_parser(
         "bench", help="time training iterations: reference vs fast configuration",
@@ -78,8 +123,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "Data loading is not timed.",
     )
     _config_source_flags(bench)
-    bench.add_argument("--iters", type=int, default=20, help="timed iterations per configuration (default: 20)")
-    bench.add_argument("--warmup", type=int, default=5, help="untimed iterations first (default: 5; torch.compile compiles here)")
+    bench.add_argument("--iters", type=_whole_number(1), default=20, help="timed iterations per configuration (default: 20)")
+    bench.add_argument("--warmup", type=_whole_number(0), default=5, help="untimed iterations first (default: 5; torch.compile compiles here)")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     add_config_flags(bench)
 
@@ -90,6 +135,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _config_source_flags(prepare)
     add_config_flags(prepare)
+    for command in commands.choices.values():
+        _debug_flag(command, default=argparse.SUPPRESS)  # the flag works before or after the command
     return parser
 
 
@@ -118,16 +165,20 @@ def _cmd_prepare(args) -> int:
 def _resume_config(args):
     """The config a resumed run continues with: the checkpoint's, then --config, then flags."""
     from .train.checkpoint import CheckpointError, load_checkpoint
+    from .train.run_folder import checkpoint_file
 
     if args.preset:
         raise ConfigError("--preset cannot be combined with --resume (the run's own options are used)")
     if args.resume:
+        moved = [f"--{key}" for key in ("output_dir", "name") if key in overrides_from_args(args).get("run", {})]
+        if moved:
+            raise ConfigError(f"{' and '.join(moved)} cannot be combined with --resume {args.resume}: the run "
+                              "continues in its own folder (copy the folder to continue it elsewhere)")
         path = Path(args.resume)
     else:
         config = _config_from(args)
         path = Path(config.run.output_dir) / config.run.name
-    if path.is_dir():
-        path = path / "checkpoints" / "latest.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise CheckpointError(f"--resume: no checkpoint at {path}")
     config = from_dict(load_checkpoint(path)["config"], f"config in {path}")
@@ -152,7 +203,7 @@ def _cmd_train(args) -> int:
         summary = trainer.train()
     except TrainingInterrupted as stop:
         if trainer.dist.is_main:
-            print(f"\n{stop}\ncontinue with: vid2vid-fast train --resume {stop.checkpoint_path}", file=sys.stderr)
+            print(f"\n{stop}\ncontinue with: vid2vid-fast train --resume {run}", file=sys.stderr)
         shutdown_distributed(trainer.dist)
         return 128 + int(stop.signum)
     except NonFiniteLossError as error:
@@ -166,7 +217,7 @@ def _cmd_train(args) -> int:
     print(f"config: {run / 'config.yaml'}")
     print(speed_table([("train", summary)]))
     if not args.no_generate:
-        result = generate(trainer.checkpoint_path, config=config, device=trainer.device)
+        result = generate(trainer.checkpoint_path, config=trainer.config, device=trainer.device)
         print(f"\nvideos: {result['out_dir']}/<sequence>/{{synthesized,side_by_side,no_flow}}.mp4, grid.png")
         print(format_metrics(result))
     return 0
@@ -203,18 +254,33 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _message(error: UserError) -> str:
+    """The error's message on one line. An error raised in a DataLoader worker process reaches this
+    process with the worker's whole traceback as its message; its last line holds the message."""
+    text = str(error).strip()
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[-1] + " (in a data loader worker)"
+    return " ".join(text.split())
+
+
 def main(argv=None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(message)s")
-    from .train.checkpoint import CheckpointError
+    debug = args.debug or os.environ.get("VID2VID_FAST_DEBUG", "") not in ("", "0")
 
     commands = {"train": _cmd_train, "generate": _cmd_generate, "bench": _cmd_bench, "prepare": _cmd_prepare}
     try:
         return commands[args.command](args)
-    except (ConfigError, CheckpointError, FileNotFoundError) as error:
-        print(f"vid2vid-fast {args.command}: error: {error}", file=sys.stderr)
+    except UserError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"vid2vid-fast {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"vid2vid-fast {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+import io
+import os
 import pickle
 import random
 
@@ -6,6 +8,8 @@ import pytest
 import torch
 
 from vid2vid_fast.train.checkpoint import (
+    FORMAT,
+    VERSION,
     CheckpointError,
     load_checkpoint,
     load_module_state,
@@ -65,10 +69,50 @@ def test_corrupt_and_truncated_files_are_errors(tmp_path):
         load_checkpoint(tmp_path / "foreign.pt")
 
 
-def test_pickled_objects_are_refused(tmp_path):
-    torch.save({"format": "x", "obj": Config()}, tmp_path / "pickled.pt")
-    with pytest.raises(CheckpointError, match="arbitrary unpickling"):
-        load_checkpoint(tmp_path / "pickled.pt")
+class RunsCode:
+    """Unpickling this calls a function: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_pickled_objects_are_refused_as_code(tmp_path, legacy):
+    marker = tmp_path / "code-ran"
+    for name, obj in [("pickled.pt", Config()), ("malicious.pt", RunsCode(marker))]:
+        torch.save({"format": "x", "obj": obj}, tmp_path / name, _use_new_zipfile_serialization=not legacy)
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(tmp_path / name)
+        message = str(error.value)
+        assert f"checkpoint file {tmp_path / name} refused: loading it would execute code (pickle" in message
+        assert "weights_only=False" not in message and "\n" not in message
+    assert "os.mkdir" in message or "posix.mkdir" in message
+    assert not marker.exists()
+
+
+def test_disk_full_names_the_file_and_the_bytes_and_keeps_the_old_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "latest.pt", payload())
+    before = path.read_bytes()
+    # this process's temporary file is /dev/full: every write fails with ENOSPC, as on a full disk
+    os.symlink("/dev/full", tmp_path / f".latest.pt.tmp{os.getpid()}")
+    bigger = payload()
+    bigger["models"]["extra"] = torch.zeros(1 << 16)
+    with pytest.raises(CheckpointError) as error:
+        save_checkpoint(path, bigger)
+    message = str(error.value)
+    assert message.startswith(f"no space left to write checkpoint {path}: it needs ")
+    written = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **bigger}, written)
+    assert f"it needs {len(written.getvalue())} bytes" in message
+    assert "the previous checkpoint there is unchanged" in message
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["progress"]["iteration"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]  # the temporary file is gone
+    save_checkpoint(path, bigger)  # and the next save, with space, works
+    assert load_checkpoint(path)["models"]["extra"].numel() == 1 << 16
 
 
 def test_architecture_mismatch_is_an_error(tmp_path):

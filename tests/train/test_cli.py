@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from train_helpers import make_sequences, tiny_config
 
 from vid2vid_fast.cli import main
 from vid2vid_fast.train.checkpoint import load_checkpoint
-from vid2vid_fast.train.config import Config, save_yaml, to_dict
+from vid2vid_fast.train.config import Config, load_yaml, save_yaml, to_dict
 from vid2vid_fast.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,3 +103,62 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(data, tmp_path):
     full = Trainer(tiny_config(data, tmp_path / "full", schedule={**long, "max_iters": end}))
     full.train()
     states_equal(full, resumed)
+
+
+def test_a_second_fresh_run_keeps_the_first(data, tmp_path, caplog):
+    config = save_yaml(tiny_config(data, tmp_path, run={"print_freq": 1}), tmp_path / "tiny.yaml")
+    assert main(["train", "--config", str(config), "--no-generate", "--max_iters", "2"]) == 0
+    first = tmp_path / "tiny"
+    checkpoint, losses = (first / "checkpoints" / "latest.pt").read_bytes(), (first / "losses.jsonl").read_text()
+    assert main(["train", "--config", str(config), "--no-generate", "--max_iters", "3"]) == 0
+    assert (first / "checkpoints" / "latest.pt").read_bytes() == checkpoint
+    assert (first / "losses.jsonl").read_text() == losses
+    second = tmp_path / "tiny-2"
+    assert f"{first} holds another run's checkpoint; this run writes to {second} instead" in caplog.text
+    assert load_checkpoint(second / "checkpoints" / "latest.pt")["config"]["run"]["name"] == "tiny-2"
+    assert len((second / "losses.jsonl").read_text().splitlines()) == 3
+
+
+def test_resuming_a_copy_never_touches_the_original(data, tmp_path):
+    config = save_yaml(tiny_config(data, tmp_path), tmp_path / "tiny.yaml")
+    assert main(["train", "--config", str(config), "--no-generate", "--max_iters", "2", "--name", "original"]) == 0
+    original, copy = tmp_path / "original", tmp_path / "elsewhere" / "copy"
+    shutil.copytree(original, copy)
+    files = {path: path.read_bytes() for path in original.rglob("*") if path.is_file()}
+    assert main(["train", "--resume", str(copy), "--max_iters", "4", "--generate_frames", "2"]) == 0
+    assert {path: path.read_bytes() for path in original.rglob("*") if path.is_file()} == files
+    assert load_checkpoint(copy / "checkpoints" / "latest.pt")["progress"]["iteration"] == 4
+    assert (copy / "generated" / "metrics.json").is_file() and not (original / "generated").exists()
+    saved = load_yaml(copy / "config.yaml").run
+    assert (saved.output_dir, saved.name) == (str(copy.parent), "copy")
+
+
+def test_kill_9_then_resume_leaves_no_temporary_file_and_logs_each_iteration_once(data, tmp_path):
+    long = {"niter": 20, "niter_decay": 20}
+    config = tiny_config(data, tmp_path, run={"print_freq": 1, "save_latest_freq": 1}, schedule=long)
+    run = tmp_path / "tiny"
+    checkpoints, losses = run / "checkpoints", run / "losses.jsonl"
+    command = ["train", "--config", save_yaml(config, tmp_path / "tiny.yaml"), "--no-generate"]
+    for _ in range(2):
+        process = subprocess.Popen([sys.executable, "-m", "vid2vid_fast", *map(str, command)], env=ENV,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        logged = len(losses.read_text().splitlines()) if losses.exists() else 0
+        deadline = time.time() + 120
+        while time.time() < deadline and (not losses.exists() or len(losses.read_text().splitlines()) < logged + 3):
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            time.sleep(0.02)
+        # kill -9 while a checkpoint is being written, when the poll catches one
+        deadline = time.time() + 10
+        while time.time() < deadline and not list(checkpoints.glob(".latest.pt.tmp*")):
+            time.sleep(0.001)
+        process.kill()
+        process.communicate(timeout=60)
+        if not list(checkpoints.glob(".latest.pt.tmp*")):  # the kill fell between writes: leave what one
+            partial = (checkpoints / "latest.pt").read_bytes()[:4096]  # mid-write would have left
+            (checkpoints / f".latest.pt.tmp{process.pid}").write_bytes(partial)
+        command = ["train", "--resume", run, "--no-generate"]
+    end = load_checkpoint(checkpoints / "latest.pt")["progress"]["iteration"] + 2
+    done = run_cli(*command, "--max_iters", end)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["latest.pt"]
+    assert [json.loads(line)["iteration"] for line in losses.read_text().splitlines()] == list(range(1, end + 1))

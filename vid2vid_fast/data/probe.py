@@ -26,7 +26,7 @@ def probe_video(path) -> VideoInfo:
 
     path = Path(path)
     if not path.is_file():
-        raise VideoDataError(f"video file {path} does not exist")
+        raise VideoDataError(f"video file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
     if os.path.getsize(path) == 0:
         raise VideoDataError(f"video file {path} is empty (0 bytes)")
     try:

@@ -2,7 +2,10 @@
 file. It yields exactly what ``DALIVideoLoader`` yields, for the same clips (see ``sampling``), and
 runs its decoding in DataLoader worker processes."""
 
+import ast
+import logging
 import math
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from .errors import DecodeTimeoutError, VideoDataError
 from .probe import probe_all
 from .sampling import ClipSampling, epoch_clips, shard_bounds
 from .transforms import VideoAugment, apply_video_transform, draw_video_transform
+
+logger = logging.getLogger(__name__)
 
 
 def read_frames(path, frame_indices) -> np.ndarray:
@@ -135,8 +140,7 @@ class PyAVVideoLoader:
             # a stuck worker surfaces as an error instead of a hang
             timeout=timeout_s if num_workers > 0 else 0,
             persistent_workers=num_workers > 0,
-            # FFmpeg's and torch's thread pools do not survive fork(): a forked worker can deadlock
-            multiprocessing_context="forkserver" if num_workers > 0 else None,
+            multiprocessing_context=worker_start_method() if num_workers > 0 else None,
         )
 
     def __len__(self):
@@ -157,3 +161,49 @@ class PyAVVideoLoader:
                     f"the PyAV loader's workers produced no batch within {self.timeout_s:g} s while reading "
                     f"{files}{'' if len(self.videos) <= 5 else f' and {len(self.videos) - 5} more'}"
                 ) from error
+
+
+def worker_start_method() -> str:
+    """How the loader's worker processes start: ``forkserver``, because FFmpeg's and torch's thread
+    pools do not survive ``fork()`` (a forked worker can deadlock on a lock another thread held), except
+    when a script creates the loader at its top level outside ``if __name__ == "__main__":``.
+    forkserver re-runs such a script in every worker, which then fails (it would start processes while
+    starting up), so there the workers fork."""
+    if not _called_from_unguarded_main():
+        return "forkserver"
+    logger.info("video loader: the PyAV workers fork, because %s creates the loader outside "
+                "`if __name__ == \"__main__\":` (forkserver workers would re-run it)", sys.modules["__main__"].__file__)
+    return "fork"
+
+
+def _called_from_unguarded_main() -> bool:
+    """Whether this call comes from top-level code of the main module that multiprocessing re-runs in
+    a forkserver (or spawn) child: a script, or a module run with ``-m`` other than a package's
+    ``__main__``, outside an ``if __name__ == "__main__":`` block."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if path is None or (spec_name is not None and spec_name.split(".")[-1] == "__main__"):
+        return False  # an interactive session, -c, or a package's __main__: children do not re-run it
+    line, frame = None, sys._getframe()
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return False
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return not any(_is_main_guard(node) and node.lineno <= line <= node.end_lineno for node in tree.body)
+
+
+def _is_main_guard(node) -> bool:
+    """``if __name__ == "__main__":`` (either side of the ``==``)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1):
+        return False
+    sides = [node.test.left, *node.test.comparators]
+    names = {side.id for side in sides if isinstance(side, ast.Name)}
+    constants = {side.value for side in sides if isinstance(side, ast.Constant)}
+    return isinstance(node.test.ops[0], ast.Eq) and names == {"__name__"} and constants == {"__main__"}

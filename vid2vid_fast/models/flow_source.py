@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import flow_warp
-from .weights_file import load_weights_file
+from .weights_file import WeightsFileError, load_weights_file
 
 __all__ = ["ClassicalFlow", "FlowSource", "RAFTFlow", "flow_confidence", "make_flow_source"]
 
@@ -165,7 +165,7 @@ class RAFTFlow(FlowSource):
         try:
             self.model.load_state_dict(state)
         except RuntimeError as e:
-            raise ValueError(
+            raise WeightsFileError(
                 f"RAFT checkpoint {self.checkpoint_path!r} does not match torchvision's raft_{self.size}: {e}"
             ) from e
         self.model.requires_grad_(False)

@@ -6,7 +6,6 @@ nn.Sequential, so translating a key is renaming its prefix (and, for the discrim
 original's per-scale names onto pyramid levels).
 """
 
-import os
 import re
 from collections.abc import Mapping
 
@@ -14,6 +13,7 @@ import torch
 
 from .discriminator import MultiscaleDiscriminator, NLayerDiscriminator, TemporalDiscriminators
 from .generator import CompositeGenerator, CompositeLocalGenerator, Vid2VidGenerator
+from .weights_file import read_weights_only
 
 # Original attribute name -> ours, for CompositeGenerator and CompositeLocalGenerator.
 _GENERATOR_PREFIXES = {
@@ -179,12 +179,6 @@ def load_original_state_dict(module, state_dict):
 
 def read_original_checkpoint(path):
     """Reads one original `.pth` file (a plain state dict) safely, with torch.load(weights_only=True)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"original checkpoint {path!r} does not exist")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - re-raised with the reason weights_only refused it
-        raise ValueError(f"{path!r} is not a plain tensor state dict that torch.load(weights_only=True) "
-                         f"accepts ({error}); re-save it as a state_dict from a trusted environment") from error
+    state_dict = read_weights_only(path, "original vid2vid checkpoint")
     _check_tensors(state_dict, path)
     return state_dict

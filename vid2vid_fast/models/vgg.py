@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights_file import load_weights_file
+from .weights_file import WeightsFileError, load_weights_file
 
 log = logging.getLogger("vid2vid_fast")
 
@@ -78,12 +78,12 @@ def _features_state(state, path, expected):
     for key, want in expected.items():
         source = f"features.{key}" if prefixed else key
         if source not in state:
-            raise ValueError(
+            raise WeightsFileError(
                 f"VGG19 weights file {path!r} has no {source!r}: it is not a torchvision VGG19 state dict "
                 f"(expected keys features.N.weight / features.N.bias; found e.g. {sorted(state)[:4]})"
             )
         if state[source].shape != want.shape:
-            raise ValueError(
+            raise WeightsFileError(
                 f"VGG19 weights file {path!r}: {source!r} has shape {tuple(state[source].shape)}, "
                 f"expected {tuple(want.shape)} (is it a VGG19, not another VGG depth?)"
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config
+from .config import Config, ConfigError
 from .trainer import Trainer
 
 
@@ -27,7 +27,7 @@ def _run(config: Config, iters: int, warmup: int) -> dict:
     trainer.train()
     times = trainer.iteration_times[warmup:]
     if len(times) < iters:
-        raise RuntimeError(
+        raise ConfigError(
             f"the benchmark ran {len(trainer.iteration_times)} iterations, fewer than warmup + iters = "
             f"{warmup + iters}: raise niter / epoch_length or lower --iters"
         )

@@ -7,12 +7,17 @@ number generators of every rank. It is written to a temporary file in the same f
 place, so a crash while saving never leaves a truncated file under the final name.
 """
 
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from vid2vid_fast.errors import MissingFileError, UserError
+from vid2vid_fast.models.weights_file import WeightsFileError, read_weights_only
 
 from .config import architecture
 
@@ -20,7 +25,7 @@ FORMAT = "vid2vid_fast.train.checkpoint"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unreadable, or does not fit the run that wants to resume from it."""
 
 
@@ -71,21 +76,77 @@ def set_rng_state(state: dict, device: torch.device | None = None) -> None:
 # ---------------------------------------------------------------- files
 
 
+def temporary_prefix(path: Path) -> str:
+    """The name of every temporary file of ``path``, up to the writer's process id."""
+    return f".{path.name}.tmp"
+
+
+def temporary_path(path: Path) -> Path:
+    """Where this process writes ``path`` before renaming it into place."""
+    return path.with_name(f"{temporary_prefix(path)}{os.getpid()}")
+
+
 def save_checkpoint(path, payload: dict) -> Path:
-    """Write ``payload`` (plus the format tag) to ``path`` atomically: temporary file, fsync, rename."""
+    """Write ``payload`` (plus the format tag) to ``path`` atomically: temporary file, fsync, rename.
+
+    A file system error (disk full, quota, read-only) raises ``CheckpointError`` naming the checkpoint
+    and, when space ran out, the bytes it needs; the file already at ``path`` is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    tmp = temporary_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, handle)
+            torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException as error:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()  # first, so that the free space reported below counts its bytes as free
+        cause = _os_error_in(error) if isinstance(error, (OSError, RuntimeError)) else None
+        if cause is None:
+            raise
+        raise CheckpointError(_write_failure(path, payload, cause)) from error
     return path
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+    """The OSError behind ``error``: torch's zip writer reports a failed write as a RuntimeError raised
+    while the OSError is being handled."""
+    while error is not None:
+        if isinstance(error, OSError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class _ByteCounter:
+    """A file that only counts what is written to it."""
+
+    def __init__(self):
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.size += len(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+def _write_failure(path: Path, payload: dict, error: OSError) -> str:
+    kept = "the previous checkpoint there is unchanged" if path.is_file() else "no checkpoint was written"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        counter = _ByteCounter()
+        torch.save(payload, counter)
+        free = shutil.disk_usage(path.parent).free
+        return (
+            f"no space left to write checkpoint {path}: it needs {counter.size} bytes "
+            f"({counter.size / 2**20:.1f} MiB), {free} bytes are free on that file system; {kept}"
+        )
+    return f"cannot write checkpoint {path}: {error.strerror or error}; {kept}"
 
 
 def load_checkpoint(path, config_dict: dict | None = None, map_location="cpu") -> dict:
@@ -96,21 +157,10 @@ def load_checkpoint(path, config_dict: dict | None = None, map_location="cpu") -
     truncated, corrupt or foreign file raises ``CheckpointError`` naming it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-        text = str(error)
-        # torch's weights_only message is long; its cause sits after "WeightsUnpickler error:"
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip()
-        reason = detail.splitlines()[0] if detail else type(error).__name__
-        if "Unsupported global" in text:
-            raise CheckpointError(
-                f"checkpoint {path} holds objects that only arbitrary unpickling could load; it was not "
-                f"written by vid2vid_fast's trainer and is refused ({reason})"
-            ) from error
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or corrupt?): {reason}") from error
+        payload = read_weights_only(path, "checkpoint", map_location)
+    except (MissingFileError, WeightsFileError) as error:
+        raise CheckpointError(str(error)) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vid2vid_fast training checkpoint (no '{FORMAT}' tag)")
     if payload.get("version") != VERSION:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import yaml
 
+from vid2vid_fast.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration value, key or file is invalid; the message names it."""
 
 

@@ -19,8 +19,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from vid2vid_fast.data import TemporalDataset, Vid2VidAugment, build_edge_dataset, bundled_clips
 from vid2vid_fast.data.edges import default_cache_dir
+from vid2vid_fast.data.errors import SequenceTooShortError, VideoDataError
 from vid2vid_fast.data.image_sequence import list_sequences
 from vid2vid_fast.data.transforms import draw_frame_params
+from vid2vid_fast.errors import MissingFileError
+
+from .config import ConfigError
 
 
 def label_channels(config) -> int:
@@ -35,8 +39,10 @@ def prepare_data(config, progress: bool = True) -> tuple[Path, str, str | None]:
     data = config.data
     if data.dataroot:
         root = Path(data.dataroot)
+        if root.is_file():
+            raise VideoDataError(f"dataroot {root} is a file; expected a folder holding {data.phase}_A/ and {data.phase}_B/")
         if not root.is_dir():
-            raise FileNotFoundError(f"dataroot {root} does not exist")
+            raise MissingFileError(f"dataroot {root} does not exist")
     else:
         max_frames = data.max_source_frames or None
         # one folder per clip set and setting: the data set is every sequence in the folder, and runs with
@@ -64,7 +70,7 @@ def split_held_out(root: Path, phase: str, held_out: int, n_frames_G: int, use_i
     split = default_cache_dir() / "splits" / key
     for name, frames in listed["B"].items():
         if len(frames) < held_out + n_frames_G + 1:
-            raise ValueError(
+            raise SequenceTooShortError(
                 f"sequence {name} has {len(frames)} frames: too few to hold out {held_out} "
                 f"(training needs at least n_frames_G = {n_frames_G} more)"
             )
@@ -124,7 +130,7 @@ class EpochOrder:
         self.num_sequences = num_sequences
         self.epoch_length = epoch_length or num_sequences
         if self.epoch_length < world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"an epoch of {self.epoch_length} clips cannot feed {world_size} processes; raise epoch_length"
             )
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -183,7 +189,7 @@ class FrameSource:
         self.dataset = make_dataset(config, root, phase)
         self.order = EpochOrder(len(self.dataset), config.schedule.epoch_length, config.run.seed, rank, world_size)
         if len(self.order) < config.data.batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"an epoch holds {len(self.order)} clips per process, fewer than batch_size={config.data.batch_size}"
             )
 

@@ -21,6 +21,7 @@ import torch
 from vid2vid_fast.models.flow_source import make_flow_source
 
 from . import checkpoint as ckpt
+from . import run_folder
 from .config import Config, from_dict, to_dict
 from .data import load_sequence, make_dataset, prepare_data
 from .outputs import psnr, side_by_side, ssim, warp_error, write_png_grid, write_video
@@ -87,13 +88,18 @@ def _sequences(config: Config, frames: int | None, device):
 
 def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, frames: int | None = None,
              device=None, fps: float = 25.0) -> dict:
-    """Write the videos and metrics of every sequence to ``out_dir`` (default ``<run>/generated``) and
-    return ``{"sequences": {name: metrics}, "mean": metrics, "out_dir": ...}``."""
+    """Write the videos and metrics of every sequence to ``out_dir`` (default: ``generated/`` in the run
+    folder the checkpoint lies in, or next to a checkpoint file outside one) and return
+    ``{"sequences": {name: metrics}, "mean": metrics, "out_dir": ...}``."""
     checkpoint_path = Path(checkpoint_path)
+    if frames is not None and frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if out_dir is None:
+        out_dir = (run_folder.run_dir_of(checkpoint_path) or checkpoint_path.parent) / "generated"
     generator, config = load_generator(checkpoint_path, config, device)
+    out_dir = Path(out_dir)
+    run_folder.check_writable(out_dir, "output folder")
     device = next(generator.parameters()).device
-    run_dir = Path(config.run.output_dir) / config.run.name
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "generated"
     tG = config.model.n_frames_G
     flow_source = make_flow_source(config.loss.flow_source, config.loss.flow_checkpoint or None).to(device)
     results = {}

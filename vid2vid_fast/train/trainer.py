@@ -44,9 +44,10 @@ from vid2vid_fast.models.losses import (
 )
 
 from . import checkpoint as ckpt
+from . import run_folder
 from .config import Config, save_yaml, to_dict
 from .data import FrameSource, label_channels, prepare_data
-from .distributed import DistInfo, any_rank, barrier, gather_objects, init_distributed, min_over_ranks
+from .distributed import DistInfo, any_rank, barrier, broadcast_object, gather_objects, init_distributed, min_over_ranks
 from .schedule import Schedule
 from .speed import Speed, resolve_device, resolve_speed
 from .video_source import VideoSource, prepare_videos
@@ -138,7 +139,11 @@ class Carry:
 
 class Trainer:
     """One training run. ``Trainer(config).train()`` runs the whole schedule (or ``max_iters``);
-    ``resume`` names a checkpoint to continue from."""
+    ``resume`` names a checkpoint (or run folder) to continue from.
+
+    The run writes to the folder of the checkpoint it resumes, else to ``<output_dir>/<name>`` or, when
+    that holds another run's checkpoint, the first free ``<name>-N`` (see ``run_folder``); ``config``
+    then names that folder."""
 
     def __init__(self, config: Config, resume=None, progress: bool | None = None):
         self.config = config
@@ -150,8 +155,10 @@ class Trainer:
             device = torch.device("cuda", self.dist.local_rank if self.dist.enabled else torch.cuda.current_device())
         self.device = device
         self.speed: Speed = resolve_speed(config.speed, device)
-        self.run_dir = Path(config.run.output_dir) / config.run.name
-        self.checkpoint_path = self.run_dir / "checkpoints" / "latest.pt"
+        # before any data preparation or model building: a bad folder fails at once
+        self.run_dir = self._open_run_dir(resume)
+        self.config = config = run_folder.with_run_dir(config, self.run_dir)
+        self.checkpoint_path = run_folder.checkpoint_in(self.run_dir)
         self.show_progress = (config.run.progress if progress is None else progress) and self.dist.is_main
         self.schedule = Schedule.from_config(config)
         self.weights = LossWeights(config.loss.lambda_feat, config.loss.lambda_T, config.loss.lambda_F)
@@ -188,7 +195,22 @@ class Trainer:
         self._stop_signal = None
         if resume is not None:
             self.load(resume)
+        if self.dist.is_main:
+            run_folder.tidy(self.run_dir, self.iteration)
         self.tensorboard = self._open_tensorboard()
+
+    def _open_run_dir(self, resume) -> Path:
+        """Rank 0 picks and checks the run folder; every rank gets its answer, or its error."""
+        answer = None
+        if self.dist.is_main:
+            try:
+                answer = run_folder.open_run_dir(self.config.run.output_dir, self.config.run.name, resume)
+            except run_folder.RunFolderError as error:
+                answer = error
+        answer = broadcast_object(self.dist, answer)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     def _make_source(self, progress: bool):
         if self.config.data.source == "videos":
@@ -546,13 +568,11 @@ class Trainer:
         payload["rng"] = [r["rng"] for r in per_rank]
         payload["carry"] = [r["carry"] for r in per_rank]
         ckpt.save_checkpoint(self.checkpoint_path, payload)
-        save_yaml(self.config, self.run_dir / "config.yaml")
+        save_yaml(self.config, self.run_dir / run_folder.CONFIG)
         return self.checkpoint_path
 
     def load(self, path):
-        path = Path(path)
-        if path.is_dir():
-            path = path / "checkpoints" / "latest.pt"
+        path = run_folder.checkpoint_file(path)
         # on the CPU first: the RNG states must stay CPU tensors; the rest is copied into place
         payload = ckpt.load_checkpoint(path, to_dict(self.config), map_location="cpu")
         progress = payload["progress"]
@@ -622,9 +642,10 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             log.info("TensorBoard logging is off: torch.utils.tensorboard needs the tensorboard package "
-                     "(pip install tensorboard); losses still go to %s", self.run_dir / "losses.jsonl")
+                     "(pip install tensorboard); losses still go to %s", self.run_dir / run_folder.LOSSES)
             return None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        # events logged after the checkpoint this run continues from are dropped, as in losses.jsonl
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.iteration + 1)
 
     def _log(self, values: dict, bar, A, B, fake, frames):
         if not self.dist.is_main:
@@ -638,7 +659,7 @@ class Trainer:
         if self.iteration % self.config.run.print_freq == 0 or self.iteration == 1:
             record = {"iteration": self.iteration, "epoch": self.epoch, "lr": self.opt_G.param_groups[0]["lr"], **values}
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / "losses.jsonl", "a") as handle:
+            with open(self.run_dir / run_folder.LOSSES, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             if self.tensorboard is not None:
                 for key, value in values.items():
