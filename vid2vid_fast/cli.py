@@ -71,6 +71,8 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="motion transfer: make the run's kind of labels (--task) from this video and "
                                "synthesize it; writes synthesized.mp4 and label_and_synthesized.mp4 to "
                                "<run>/transfer/<video name>/<sequence>/")
+    generate.add_argument("--label_confidence", type=float, metavar="FLOAT",
+                          help="with --video: mediapipe's detection confidence (default: the run's)")
     generate.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated)")
     generate.add_argument("--frames", type=int, metavar="N", help="frames per sequence (default: the held-out ones, or 60)")
     generate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's)")
@@ -134,7 +136,7 @@ def _prepare_labels(config, output: Path) -> int:
     data = config.data
     videos = data.videos or bundled_clips(data.clips)
     build_label_dataset(videos, output, data.task, data.phase, height=data.edge_height,
-                        max_frames=data.max_source_frames or None)
+                        max_frames=data.max_source_frames or None, min_confidence=data.label_confidence)
     print(f"data set: {output} (task {data.task}, phase {data.phase})")
     print(f"train on it with: vid2vid-fast train --task {data.task} --dataroot {output}"
           + (" --input_nc 3" if data.task == "pose" else "") + f" --edge_height {data.edge_height}")
@@ -217,7 +219,8 @@ def _cmd_generate(args) -> int:
     if args.video:
         from .train.generate import transfer
 
-        result = transfer(path, args.video, args.out, device=device, fps=args.fps)
+        result = transfer(path, args.video, args.out, device=device, fps=args.fps,
+                          label_confidence=args.label_confidence)
         for name, outputs in result["sequences"].items():
             print(f"{name}: {outputs['frames']} frames -> {outputs['synthesized']}, {outputs['label_and_synthesized']}")
         print(f"{result['task']} labels: {result['labelling_frames_per_second']:.1f} frames/s; "

@@ -65,6 +65,13 @@ class DataConfig:
         "bundled clips that make the default data set (used when dataroot is empty)",
     )
     edge_height: int = opt(256, "height videos are decoded at before their labels are made", minimum=32)
+    label_confidence: float = opt(
+        0.5,
+        "mediapipe's detection confidence for face and pose labels: lower finds small or blurred faces and "
+        "people more often, and more false ones",
+        minimum=0.0,
+        maximum=1.0,
+    )
     max_source_frames: int = opt(0, "use at most this many frames of each bundled clip (0 = all)", minimum=0)
     held_out_frames: int = opt(
         0,

@@ -54,7 +54,7 @@ def prepare_data(config, progress: bool = True) -> tuple[Path, str, str | None]:
         )
         build_label_dataset(
             bundled_clips(data.clips), root, data.task, data.phase, height=data.edge_height, max_frames=max_frames,
-            min_length=min_sequence_frames(config), progress=progress,
+            min_length=min_sequence_frames(config), min_confidence=data.label_confidence, progress=progress,
         )
     return split_data(config, root, data.phase, progress)
 

@@ -156,21 +156,24 @@ def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, fra
 
 
 def transfer(checkpoint_path, video, out_dir=None, *, device=None, fps: float | None = None,
-             progress: bool = True) -> dict:
+             label_confidence: float | None = None, progress: bool = True) -> dict:
     """Motion transfer: synthesize ``video`` re-rendered from its labels (of the run's task) and write, per
     sequence, ``synthesized.mp4`` and ``label_and_synthesized.mp4`` to ``out_dir`` (default
-    ``<run>/transfer/<video stem>``). Returns the paths and the frames/s of labelling and synthesis."""
+    ``<run>/transfer/<video stem>``). ``label_confidence``: mediapipe's detection confidence (default: the
+    run's). Returns the paths and the frames/s of labelling and synthesis."""
     checkpoint_path, video = Path(checkpoint_path), Path(video)
     info = probe_video(video)  # names a missing, empty or damaged file before the model loads
     generator, config = load_generator(checkpoint_path, None, device)
     data, tG = config.data, config.model.n_frames_G
     run_dir = Path(config.run.output_dir) / config.run.name
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "transfer" / video.stem
-    key = f"{video.resolve()}|{data.task}|{data.edge_height}|{data.max_source_frames}"
+    confidence = data.label_confidence if label_confidence is None else label_confidence
+    key = f"{video.resolve()}|{data.task}|{data.edge_height}|{data.max_source_frames}|{confidence}"
     root = default_cache_dir() / "transfer" / hashlib.sha256(key.encode()).hexdigest()[:12]
     started = time.perf_counter()
     build_label_dataset([video], root, data.task, height=data.edge_height,
-                        max_frames=data.max_source_frames or None, min_length=tG + 1, progress=progress)
+                        max_frames=data.max_source_frames or None, min_length=tG + 1, min_confidence=confidence,
+                        progress=progress)
     label_seconds = time.perf_counter() - started
     if data.task == "pose":
         root = drawn_pose_labels(root, "train", progress)
