@@ -1,20 +1,10 @@
-"""Shared inputs for the data tests: small training clips transcoded from the bundled footage."""
+"""Shared inputs for the data tests: small training clips transcoded from the bundled footage (the
+``carphone`` clip itself comes from tests/conftest.py)."""
 
 from pathlib import Path
 
 import pytest
 from data_helpers import CLIP_FRAMES
-
-
-@pytest.fixture(scope="session")
-def carphone():
-    pytest.importorskip("av")
-    from vid2vid_fast.data import bundled_clip
-
-    try:
-        return bundled_clip("carphone_pristine.mp4")
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")

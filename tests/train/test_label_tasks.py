@@ -21,17 +21,6 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-@pytest.fixture
-def carphone():
-    pytest.importorskip("av")
-    from vid2vid_fast.data import bundled_clip
-
-    try:
-        return bundled_clip("carphone_pristine.mp4")
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
-
-
 def test_presets_and_task_checks():
     assert make_config("demo").data.task == "face"
     pose = make_config("pose")

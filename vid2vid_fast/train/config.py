@@ -215,26 +215,23 @@ PRESETS = {
                      "max_frames_total": 16, "epoch_length": 16},
         "run": {"name": "demo", "save_latest_freq": 200, "print_freq": 20, "display_freq": 200},
     },
-    # vid2vid's pose2body task on the segments of the bundled bikes clip where a person is found, at the
-    # demo's model size
-    "pose": {
-        "data": {
-            "task": "pose",
-            "input_nc": 3,
-            "clips": ["bikes.mp4"],
-            "edge_height": 128,
-            "max_source_frames": 250,
-            "held_out_frames": 8,
-            "resize_or_crop": "none",
-            "no_flip": True,
-            "num_workers": 0,
-        },
-        "model": {"ngf": 32, "n_downsample_G": 2, "n_blocks": 4, "ndf": 32, "n_layers_D": 2, "num_D": 1,
-                  "n_scales_temporal": 1},
-        "schedule": {"niter": 4, "niter_decay": 4, "lr": 4e-4, "n_frames_total": 8, "niter_step": 2,
-                     "max_frames_total": 16, "epoch_length": 16},
-        "run": {"name": "pose", "save_latest_freq": 200, "print_freq": 20, "display_freq": 200},
+}
+# vid2vid's pose2body task on the segments of the bundled bikes clip where a person is found, with the
+# demo's model and schedule
+PRESETS["pose"] = {
+    **PRESETS["demo"],
+    "data": {
+        "task": "pose",
+        "input_nc": 3,
+        "clips": ["bikes.mp4"],
+        "edge_height": 128,
+        "max_source_frames": 250,
+        "held_out_frames": 8,
+        "resize_or_crop": "none",
+        "no_flip": True,
+        "num_workers": 0,
     },
+    "run": {**PRESETS["demo"]["run"], "name": "pose"},
 }
 
 
