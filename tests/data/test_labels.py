@@ -47,7 +47,7 @@ def test_empty_and_unreadable_videos_are_named(tmp_path, task):
     for video, message in ((empty, "is empty"), (text, "not a readable video"), (tmp_path / "gone.mp4", "does not exist")):
         with pytest.raises(VideoDataError, match=f"{video}.*{message}"):
             build_label_dataset([video], tmp_path / "out", task)
-        assert not (tmp_path / "out").exists() or task == "edges"
+        assert not (tmp_path / "out").exists()
 
 
 def test_missing_mediapipe_says_how_to_install_it(carphone, tmp_path, monkeypatch):

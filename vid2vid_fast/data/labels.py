@@ -78,11 +78,11 @@ def build_label_dataset(
     names = [v.stem for v in videos]
     if len(set(names)) != len(names):
         raise ValueError(f"videos must have distinct file names (they name the sequences): {names}")
-    if task == "edges":
-        return build_edge_dataset(videos, root, phase, height=height, max_frames=max_frames, progress=progress)
     root = Path(root)
     created = not root.exists()
     try:
+        if task == "edges":
+            return build_edge_dataset(videos, root, phase, height=height, max_frames=max_frames, progress=progress)
         for video in videos:
             info = probe_video(video)  # names a missing, empty or damaged file before any work
             settings = {
