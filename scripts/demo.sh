@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: sets up .venv (scripts/setup.sh), then trains vid2vid on the bundled real footage (edge
-# maps -> video, the "demo" preset: a small model at about 224x96) and synthesizes the held-out frames.
+# The main job: sets up .venv (scripts/setup.sh), then trains vid2vid on the bundled real footage (edge2face:
+# face landmarks drawn as edges -> video, the "demo" preset: a small model at 128x96) and synthesizes the
+# held-out frames.
 # Uses the GPU when there is one. Prints where the videos are, PSNR / SSIM / warp error and the speed.
 # Extra arguments go to `vid2vid-fast train`, for example
 #   scripts/demo.sh --max_iters 200          # a shorter run

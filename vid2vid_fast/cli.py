@@ -1,8 +1,10 @@
 """The ``vid2vid-fast`` command (also ``python -m vid2vid_fast``).
 
-    vid2vid-fast prepare   [options]           build the data set (the bundled footage by default)
+    vid2vid-fast prepare   [options]           build the data set (the bundled footage by default, or
+                                               --task edges|face|pose --videos V [V ...] --output DIR)
     vid2vid-fast train     [options]           train, then synthesize the output videos
-    vid2vid-fast generate  --run DIR           synthesize videos with a trained run
+    vid2vid-fast generate  --run DIR           synthesize videos with a trained run (--video FILE:
+                                               re-render another video from its labels)
     vid2vid-fast bench     [options]           time training iterations, reference vs fast configuration
 
 Every training option is a flag (``vid2vid-fast train --help`` lists them with their defaults); the
@@ -110,10 +112,16 @@ def _build_parser() -> argparse.ArgumentParser:
     source = generate.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", metavar="DIR", help="a run folder (uses its checkpoints/latest.pt)")
     source.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file")
+    generate.add_argument("--video", metavar="FILE",
+                          help="motion transfer: make the run's kind of labels (--task) from this video and "
+                               "synthesize it; writes synthesized.mp4 and label_and_synthesized.mp4 to "
+                               "<run>/transfer/<video name>/<sequence>/")
+    generate.add_argument("--label_confidence", type=float, metavar="FLOAT",
+                          help="with --video: mediapipe's detection confidence (default: the run's)")
     generate.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated)")
     generate.add_argument("--frames", type=_whole_number(1), metavar="N", help="frames per sequence (default: the held-out ones, or 60)")
     generate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="device (default: the run's)")
-    generate.add_argument("--fps", type=_positive_float, default=25.0, help="frame rate of the videos (default: 25)")
+    generate.add_argument("--fps", type=_positive_float, help="frame rate of the videos (default: 25, or --video's)")
 
     bench = commands.add_parser(
         "bench", help="time training iterations: reference vs fast configuration",
@@ -130,9 +138,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser(
         "prepare", help="build the data set (edge maps of the bundled footage by default)",
-        description="Decode the bundled clips (or check --dataroot), write frames and edge maps to the "
-                    "cache, split off held-out frames, and print where the data set is.",
+        description="Decode the bundled clips (or check --dataroot), write frames and labels of --task to the "
+                    "cache, split off held-out frames, and print where the data set is. With --output: make the "
+                    "--task labels of --videos (default: the bundled clips) into that folder, in vid2vid's "
+                    "layout, to train on with --dataroot.",
     )
+    prepare.add_argument("--output", metavar="DIR",
+                         help="write the labels of --videos (or the bundled clips) for --task into DIR")
     _config_source_flags(prepare)
     add_config_flags(prepare)
     for command in commands.choices.values():
@@ -148,6 +160,8 @@ def _cmd_prepare(args) -> int:
     from .train.data import make_dataset, prepare_data
 
     config = _config_from(args)
+    if args.output:
+        return _prepare_labels(config, Path(args.output))
     if config.data.source == "videos":
         from .train.video_source import prepare_videos
 
@@ -159,6 +173,20 @@ def _cmd_prepare(args) -> int:
     print(f"data set: {root} (phase {train_phase}{f', held-out phase {test_phase}' if test_phase else ''})")
     for name, paths in zip(dataset.names, dataset.paths):
         print(f"  {name}: {len(paths['B'])} training frames")
+    return 0
+
+
+def _prepare_labels(config, output: Path) -> int:
+    from .data import bundled_clips
+    from .data.labels import build_label_dataset
+
+    data = config.data
+    videos = data.videos or bundled_clips(data.clips)
+    build_label_dataset(videos, output, data.task, data.phase, height=data.edge_height,
+                        max_frames=data.max_source_frames or None, min_confidence=data.label_confidence)
+    print(f"data set: {output} (task {data.task}, phase {data.phase})")
+    print(f"train on it with: vid2vid-fast train --task {data.task} --dataroot {output}"
+          + (" --input_nc 3" if data.task == "pose" else "") + f" --edge_height {data.edge_height}")
     return 0
 
 
@@ -239,7 +267,17 @@ def _cmd_generate(args) -> int:
 
     path = Path(args.checkpoint) if args.checkpoint else Path(args.run) / "checkpoints" / "latest.pt"
     device = resolve_device(args.device) if args.device else None
-    result = generate(path, args.out, frames=args.frames, device=device, fps=args.fps)
+    if args.video:
+        from .train.generate import transfer
+
+        result = transfer(path, args.video, args.out, device=device, fps=args.fps,
+                          label_confidence=args.label_confidence)
+        for name, outputs in result["sequences"].items():
+            print(f"{name}: {outputs['frames']} frames -> {outputs['synthesized']}, {outputs['label_and_synthesized']}")
+        print(f"{result['task']} labels: {result['labelling_frames_per_second']:.1f} frames/s; "
+              f"synthesis: {result['synthesis_frames_per_second']:.1f} frames/s")
+        return 0
+    result = generate(path, args.out, frames=args.frames, device=device, fps=args.fps or 25.0)
     print(f"videos: {result['out_dir']}/<sequence>/{{synthesized,side_by_side,no_flow}}.mp4, grid.png")
     print(format_metrics(result))
     return 0

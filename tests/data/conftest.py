@@ -1,18 +1,10 @@
-"""Shared inputs for the data tests: small training clips transcoded from the bundled footage."""
+"""Shared inputs for the data tests: small training clips transcoded from the bundled footage (the
+``carphone`` clip itself comes from tests/conftest.py)."""
+
+from pathlib import Path
 
 import pytest
 from data_helpers import CLIP_FRAMES
-
-
-@pytest.fixture(scope="session")
-def carphone():
-    pytest.importorskip("av")
-    from vid2vid_fast.data import bundled_clip
-
-    try:
-        return bundled_clip("carphone_pristine.mp4")
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")
@@ -100,3 +92,34 @@ def label_root(edge_root, tmp_path_factory):
                 root / "train_inst" / sequence.name / frame.name
             )
     return root
+
+
+@pytest.fixture(scope="session")
+def mecavideo():
+    """Debian's python3-mecavideo example clips g1.avi and g2.avi (400x300, 16 frames: one person riding a
+    bicycle; CC-BY-SA 3.0, Benoît Markey 2007), fetched once with apt-get download into the cache
+    (``$VID2VID_FAST_CACHE/mecavideo``) without installing the package; skipped where they cannot be had."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from vid2vid_fast.data.edges import default_cache_dir
+
+    folder = default_cache_dir() / "mecavideo"
+    clips = [folder / "g1.avi", folder / "g2.avi"]
+    if all(c.is_file() for c in clips):
+        return clips
+    if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
+        pytest.skip("the mecavideo clips need apt-get and dpkg-deb (Debian's python3-mecavideo package)")
+    with tempfile.TemporaryDirectory() as tmp:
+        fetched = subprocess.run(["apt-get", "download", "python3-mecavideo"], cwd=tmp, capture_output=True, text=True)
+        debs = list(Path(tmp).glob("python3-mecavideo_*.deb"))
+        if fetched.returncode or not debs:
+            pytest.skip(f"apt-get download python3-mecavideo failed (run apt-get update?): {fetched.stderr.strip()[-200:]}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(Path(tmp) / "x")], check=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for clip in clips:
+            source = Path(tmp) / "x" / "usr" / "share" / "pymecavideo" / "data" / "video" / clip.name
+            shutil.copyfile(source, clip.with_suffix(".tmp"))
+            clip.with_suffix(".tmp").replace(clip)
+    return clips

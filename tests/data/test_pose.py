@@ -121,4 +121,4 @@ def test_openpose_only_and_missing_folders(pose_root, tmp_path):
     (tmp_path / "train_img" / "s").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "train_img" / "s" / "0.png")
     with pytest.raises(VideoDataError, match=f"{tmp_path / 'train_densepose'} does not exist"):
-        PoseDataset(tmp_path, n_frames_G=1)
+        PoseDataset(tmp_path, use_densepose=True, n_frames_G=1)

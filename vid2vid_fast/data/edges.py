@@ -47,8 +47,9 @@ def _settings(video: Path, height, max_frames, low_threshold, high_threshold) ->
     }
 
 
-def _frames(video: Path, height, max_frames):
-    """Decoded RGB frames, scaled (area filter) to ``height`` when the source is taller."""
+def decode_frames(video: Path, height, max_frames, with_source: bool = False):
+    """Decoded RGB frames, scaled (area filter) to ``height`` when the source is taller; with
+    ``with_source``, pairs (frame at the source size, scaled frame)."""
     import av
 
     try:
@@ -59,12 +60,13 @@ def _frames(video: Path, height, max_frames):
             for count, frame in enumerate(container.decode(stream)):
                 if max_frames is not None and count >= max_frames:
                     return
-                yield frame.to_ndarray(format="rgb24", width=out_w, height=out_h, interpolation="AREA")
+                scaled = frame.to_ndarray(format="rgb24", width=out_w, height=out_h, interpolation="AREA")
+                yield (frame.to_ndarray(format="rgb24"), scaled) if with_source else scaled
     except av.FFmpegError as error:
         raise VideoDataError(f"cannot decode {video}: {error}") from error
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
+def save_png(array: np.ndarray, path: Path) -> None:
     from PIL import Image
 
     Image.fromarray(array).save(path, format="PNG")
@@ -114,11 +116,11 @@ def _build_sequence(video: Path, folder_a: Path, folder_b: Path, settings: dict,
         count = 0
         with Progress(settings["max_frames"], f"edges {video.name}", progress) as bar:
             for count, frame in enumerate(
-                _frames(video, settings["height"], settings["max_frames"]), start=1
+                decode_frames(video, settings["height"], settings["max_frames"]), start=1
             ):
                 name = f"frame_{count - 1:05d}.png"
-                _save_png(frame, tmp_b / name)
-                _save_png(
+                save_png(frame, tmp_b / name)
+                save_png(
                     canny_edges(frame, settings["low_threshold"], settings["high_threshold"]), tmp_a / name
                 )
                 bar.update(1)

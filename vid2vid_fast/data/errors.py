@@ -17,3 +17,11 @@ class SequenceTooShortError(VideoDataError):
 
 class DecodeTimeoutError(VideoDataError, TimeoutError):
     """A decoding pipeline produced nothing within its time limit."""
+
+
+class NoSubjectFoundError(VideoDataError):
+    """A video in which the label extractor found no face (or no person) to draw labels from."""
+
+
+class LabelToolError(VideoDataError):
+    """The label extractor (mediapipe, an optional extra) is missing or lacks the models it needs."""

@@ -1,6 +1,7 @@
 """vid2vid's pose data set (dancing videos): ``{root}/{phase}_img/<seq>/`` real frames,
 ``{phase}_openpose/<seq>/*.json`` OpenPose BODY_25 keypoints, ``{phase}_densepose/<seq>/`` DensePose
-IUV images.
+IUV images (optional: the data sets ``labels.build_label_dataset`` makes have none, and are read
+without).
 
 The input of a frame is its DensePose image (nearest resize, with the part index channel stretched
 to the full range) and its OpenPose keypoints drawn as coloured limbs (vid2vid's colours), 6
@@ -11,6 +12,7 @@ kept.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,8 @@ FACE_CURVES = [
     (54, 55, 56, 57, 58, 59, 48),
 ]
 FACE_PARTS = (23, 24)  # DensePose head parts
+
+log = logging.getLogger("vid2vid_fast.data")
 
 
 def _draw_segment(canvas, p, q, half_width, color):
@@ -189,7 +193,7 @@ class PoseDataset(Dataset):
         root,
         phase: str = "train",
         *,
-        use_densepose: bool = True,
+        use_densepose: bool | None = None,
         use_openpose: bool = True,
         n_frames_total: int = 30,
         n_frames_G: int = 3,
@@ -201,9 +205,13 @@ class PoseDataset(Dataset):
         basic_point_only: bool = False,
         train: bool = True,
     ):
+        self.root = Path(root)
+        if use_densepose is None:  # DensePose when the data set has it
+            use_densepose = (self.root / f"{phase}_densepose").is_dir()
+            if not use_densepose:
+                log.info("%s has no %s_densepose folder: OpenPose keypoints only", self.root, phase)
         if not (use_densepose or use_openpose):
             raise ValueError("use_densepose and use_openpose cannot both be False")
-        self.root = Path(root)
         self.n_frames_total, self.n_frames_G, self.max_t_step = n_frames_total, n_frames_G, max_t_step
         self.frames_per_load, self.train = frames_per_load, train
         self.augment = augment if augment is not None else Vid2VidAugment()

@@ -44,6 +44,13 @@ class DataConfig:
         "decode video files every epoch with the DALI or PyAV loader (--loader) and make edge maps on the fly",
         choices=["frames", "videos"],
     )
+    task: str = opt(
+        "edges",
+        "what the labels are: edges (Canny edge maps), face (vid2vid's edge2face: face landmarks drawn as "
+        "edges, Canny edges outside the face), pose (vid2vid's pose2body: body keypoints drawn as limbs); "
+        "face and pose need mediapipe (pip install 'vid2vid-fast[labels]')",
+        choices=["edges", "face", "pose"],
+    )
     videos: list[str] = opt([], "video files for --source videos (empty: the bundled clips, transcoded once to VP9)")
     video_size: list[int] = opt([256, 512], "(height, width) of the clips of --source videos")
     dataroot: str = opt(
@@ -59,7 +66,14 @@ class DataConfig:
         ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"],
         "bundled clips that make the default data set (used when dataroot is empty)",
     )
-    edge_height: int = opt(256, "height the bundled clips are decoded at before edge detection", minimum=32)
+    edge_height: int = opt(256, "height videos are decoded at before their labels are made", minimum=32)
+    label_confidence: float = opt(
+        0.5,
+        "mediapipe's detection confidence for face and pose labels: lower finds small or blurred faces and "
+        "people more often, and more false ones",
+        minimum=0.0,
+        maximum=1.0,
+    )
     max_source_frames: int = opt(0, "use at most this many frames of each bundled clip (0 = all)", minimum=0)
     held_out_frames: int = opt(
         0,
@@ -185,7 +199,9 @@ SECTIONS = [f.name for f in dataclasses.fields(Config)]
 PRESETS = {
     "demo": {
         "data": {
-            # one clip, so that a few minutes of training on 2 CPU cores all go to it
+            # vid2vid's edge2face task on one clip, so that a few minutes of training on 2 CPU cores all go
+            # to it
+            "task": "face",
             "clips": ["carphone_pristine.mp4"],
             # edges are found at about the training size and frames keep it (118x96, rounded to the
             # multiple of 32 128x96), so that thin edges are not blurred away by a second resize
@@ -201,6 +217,23 @@ PRESETS = {
                      "max_frames_total": 16, "epoch_length": 16},
         "run": {"name": "demo", "save_latest_freq": 200, "print_freq": 20, "display_freq": 200},
     },
+}
+# vid2vid's pose2body task on the segments of the bundled bikes clip where a person is found, with the
+# demo's model and schedule
+PRESETS["pose"] = {
+    **PRESETS["demo"],
+    "data": {
+        "task": "pose",
+        "input_nc": 3,
+        "clips": ["bikes.mp4"],
+        "edge_height": 128,
+        "max_source_frames": 250,
+        "held_out_frames": 8,
+        "resize_or_crop": "none",
+        "no_flip": True,
+        "num_workers": 0,
+    },
+    "run": {**PRESETS["demo"]["run"], "name": "pose"},
 }
 
 
@@ -285,6 +318,14 @@ def validate(config: Config) -> None:
         raise ConfigError("model.fg needs label maps (data.label_nc > 0)")
     if config.loss.flow_source == "raft" and not config.loss.flow_checkpoint:
         raise ConfigError("loss.flow_source 'raft' needs loss.flow_checkpoint (a weights file)")
+    if data.task != "edges" and data.label_nc:
+        raise ConfigError(f"data.task {data.task!r} makes label images: it needs data.label_nc 0")
+    if data.task == "face" and data.input_nc != 1:
+        raise ConfigError("data.task 'face' makes one-channel edge labels: it needs data.input_nc 1")
+    if data.task == "pose" and data.input_nc != 3:
+        raise ConfigError("data.task 'pose' draws keypoints in colour: it needs data.input_nc 3")
+    if data.source == "videos" and data.task != "edges":
+        raise ConfigError("data.source 'videos' makes edge-map labels on the fly: it needs data.task 'edges'")
     if data.source == "videos" and (data.label_nc or data.input_nc != 1):
         raise ConfigError("data.source 'videos' makes edge-map labels: it needs data.label_nc 0 and data.input_nc 1")
     if len(data.video_size) != 2 or min(data.video_size) < 32:

@@ -1,7 +1,8 @@
 """The data a run trains and generates on, and the order it reads it in.
 
-- ``prepare_data``: the data set folder (the bundled edge -> video footage by default, built once into
-  the cache), split into training frames and held-out frames when ``held_out_frames`` > 0;
+- ``prepare_data``: the data set folder (labels of the run's task, ``data.task``, made from the
+  bundled footage by default and built once into the cache; a pose data set's keypoints drawn once into
+  label images), split into training frames and held-out frames when ``held_out_frames`` > 0;
 - ``EpochOrder``: which clips an epoch holds, in which order, on which rank; every clip carries its own
   seed, so a clip's random draws (start, frame step, crop, flip) depend only on (seed, epoch,
   position) and not on worker processes or on where a run was resumed;
@@ -17,10 +18,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vid2vid_fast.data import TemporalDataset, Vid2VidAugment, build_edge_dataset, bundled_clips
-from vid2vid_fast.data.edges import default_cache_dir
+from vid2vid_fast.data import TemporalDataset, Vid2VidAugment, bundled_clips
+from vid2vid_fast.data.edges import default_cache_dir, save_png
 from vid2vid_fast.data.errors import SequenceTooShortError, VideoDataError
-from vid2vid_fast.data.image_sequence import list_sequences
+from vid2vid_fast.data.image_sequence import list_sequences, load_image
+from vid2vid_fast.data.labels import build_label_dataset
+from vid2vid_fast.data.pose import render_openpose
+from vid2vid_fast.data.progress import Progress
 from vid2vid_fast.data.transforms import draw_frame_params
 from vid2vid_fast.errors import MissingFileError
 
@@ -34,8 +38,9 @@ def label_channels(config) -> int:
 
 
 def prepare_data(config, progress: bool = True) -> tuple[Path, str, str | None]:
-    """``(root, train_phase, test_phase)``: where the run's frames are. ``test_phase`` is None without
-    held-out frames. Builds the bundled edge data set on first use."""
+    """``(root, train_phase, test_phase)``: where the run's frames are, as ``{phase}_A`` / ``{phase}_B``
+    folders. ``test_phase`` is None without held-out frames. Builds the bundled data set of the run's
+    task on first use."""
     data = config.data
     if data.dataroot:
         root = Path(data.dataroot)
@@ -45,19 +50,76 @@ def prepare_data(config, progress: bool = True) -> tuple[Path, str, str | None]:
             raise MissingFileError(f"dataroot {root} does not exist")
     else:
         max_frames = data.max_source_frames or None
-        # one folder per clip set and setting: the data set is every sequence in the folder, and runs with
-        # other settings must not rebuild each other's frames
+        # one folder per task, clip set and setting: the data set is every sequence in the folder, and
+        # runs with other settings must not rebuild each other's frames
         clips = hashlib.sha256("|".join(sorted(data.clips)).encode()).hexdigest()[:8]
+        kind = "edge" if data.task == "edges" else data.task
         root = default_cache_dir() / (
-            f"edge2video-{data.edge_height}px" + (f"-{max_frames}f" if max_frames else "") + f"-{clips}"
+            f"{kind}2video-{data.edge_height}px" + (f"-{max_frames}f" if max_frames else "") + f"-{clips}"
         )
-        build_edge_dataset(
-            bundled_clips(data.clips), root, data.phase, height=data.edge_height, max_frames=max_frames,
-            progress=progress,
+        build_label_dataset(
+            bundled_clips(data.clips), root, data.task, data.phase, height=data.edge_height, max_frames=max_frames,
+            min_length=min_sequence_frames(config), min_confidence=data.label_confidence, progress=progress,
         )
+    return split_data(config, root, data.phase, progress)
+
+
+def min_sequence_frames(config) -> int:
+    """The shortest sequence a run can use: one training clip, plus the held-out frames."""
+    n_frames_G = config.model.n_frames_G
+    return max(8, config.data.held_out_frames + n_frames_G + 1 if config.data.held_out_frames else n_frames_G)
+
+
+def split_data(config, root: Path, phase: str, progress: bool = True) -> tuple[Path, str, str | None]:
+    """The ``prepare_data`` result for a data set of the run's task in ``root``: pose keypoints drawn,
+    held-out frames split off."""
+    data = config.data
+    if data.task == "pose":
+        root = drawn_pose_labels(root, phase, progress)
     if not data.held_out_frames:
-        return root, data.phase, None
-    return split_held_out(root, data.phase, data.held_out_frames, config.model.n_frames_G, data.use_instance)
+        return root, phase, None
+    return split_held_out(root, phase, data.held_out_frames, config.model.n_frames_G, data.use_instance)
+
+
+def drawn_pose_labels(root: Path, phase: str, progress: bool = True) -> Path:
+    """A pose data set (``{phase}_img``, ``{phase}_openpose``) as label images: ``{phase}_A`` holds each
+    frame's keypoints drawn as ``PoseDataset`` draws them (vid2vid's limb colours, without random limb
+    drops), ``{phase}_B`` links to the frames. Made once into the cache; returns its folder."""
+    frames = list_sequences(root / f"{phase}_img")
+    keypoints = {}
+    for name, paths in frames.items():
+        files = sorted((root / f"{phase}_openpose" / name).glob("*.json"))
+        if len(files) != len(paths):
+            raise VideoDataError(
+                f"sequence {name!r} has {len(files)} keypoint files in {root / f'{phase}_openpose' / name} "
+                f"but {len(paths)} frames in {root / f'{phase}_img' / name}"
+            )
+        keypoints[name] = files
+    listing = json.dumps(
+        {name: [[str(f), f.stat().st_mtime_ns] for f in files] for name, files in keypoints.items()}, sort_keys=True
+    )
+    key = hashlib.sha256(f"{root.resolve()}|{phase}|{listing}".encode()).hexdigest()[:12]
+    drawn = default_cache_dir() / "pose-drawn" / key
+    marker = drawn / ".complete.json"
+    if marker.is_file() and marker.read_text() == listing:
+        return drawn
+    tmp = drawn.with_name(f".{key}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with Progress(sum(map(len, frames.values())), f"drawing keypoints of {root}", progress) as bar:
+            for name, paths in frames.items():
+                (tmp / f"{phase}_A" / name).mkdir(parents=True)
+                (tmp / f"{phase}_B" / name).mkdir(parents=True)
+                for frame, json_path in zip(paths, keypoints[name]):
+                    save_png(render_openpose(json_path, load_image(frame).size), tmp / f"{phase}_A" / name / f"{frame.stem}.png")
+                    (tmp / f"{phase}_B" / name / frame.name).symlink_to(frame.resolve())
+                    bar.update(1)
+        (tmp / ".complete.json").write_text(listing)
+        shutil.rmtree(drawn, ignore_errors=True)
+        os.replace(tmp, drawn)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return drawn
 
 
 def split_held_out(root: Path, phase: str, held_out: int, n_frames_G: int, use_instance: bool = False):

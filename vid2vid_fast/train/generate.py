@@ -9,21 +9,31 @@ Per sequence it writes ``synthesized.mp4``, ``side_by_side.mp4`` (label | synthe
 SSIM against the real frames and the warp error between consecutive frames (under the real video's
 flow). "No flow" is the same trained generator with its flow-warp composite switched off: every frame
 is the hallucinated image ``img_raw``, also fed back as the previous frames.
+
+``transfer`` re-renders another video (motion transfer): it makes the run's kind of labels from that
+video (``data.task``: edges, face landmarks or body keypoints) and synthesizes every frame from them,
+starting, as vid2vid's test mode does, from that video's first ``n_frames_G - 1`` real frames.
 """
 
+import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
 
+from vid2vid_fast.data.edges import default_cache_dir
+from vid2vid_fast.data.labels import build_label_dataset
+from vid2vid_fast.data.probe import probe_video
+from vid2vid_fast.data.progress import Progress
 from vid2vid_fast.models.flow_source import make_flow_source
 
 from . import checkpoint as ckpt
 from . import run_folder
 from .config import Config, from_dict, to_dict
-from .data import load_sequence, make_dataset, prepare_data
+from .data import drawn_pose_labels, load_sequence, make_dataset, prepare_data
 from .outputs import psnr, side_by_side, ssim, warp_error, write_png_grid, write_video
 from .speed import resolve_device, resolve_speed
 from .trainer import build_generator
@@ -47,11 +57,12 @@ def load_generator(checkpoint_path, config: Config | None = None, device=None):
 
 @torch.no_grad()
 def synthesize(generator, labels: torch.Tensor, real: torch.Tensor, n_frames: int, *, use_flow: bool = True,
-               no_first_img: bool = False) -> torch.Tensor:
+               no_first_img: bool = False, progress: Progress | None = None) -> torch.Tensor:
     """Frames ``n_frames_G - 1 .. n_frames_G - 2 + n_frames`` of a sequence, (n_frames, C, H, W).
 
     ``labels`` (T, C_A, H, W) and ``real`` (T, 3, H, W) hold the whole sequence; the real frames are used
     only as the starting previous frames. ``use_flow=False`` outputs (and feeds back) ``img_raw``.
+    ``progress`` is advanced by one per frame.
     """
     tG = generator.n_frames_G
     device = next(generator.parameters()).device
@@ -67,6 +78,8 @@ def synthesize(generator, labels: torch.Tensor, real: torch.Tensor, n_frames: in
         frame = out.img_final if use_flow else out.img_raw
         prev = [torch.cat([p[:, c:], n], dim=1) for p, n in zip(prev, new)]
         frames.append(frame[0].float())
+        if progress is not None:
+            progress.update(1)
     return torch.stack(frames)
 
 
@@ -146,6 +159,59 @@ def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, fra
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, out_dir / "metrics.json")
     return summary
+
+
+def transfer(checkpoint_path, video, out_dir=None, *, device=None, fps: float | None = None,
+             label_confidence: float | None = None, progress: bool = True) -> dict:
+    """Motion transfer: synthesize ``video`` re-rendered from its labels (of the run's task) and write, per
+    sequence, ``synthesized.mp4`` and ``label_and_synthesized.mp4`` to ``out_dir`` (default
+    ``<run>/transfer/<video stem>``). ``label_confidence``: mediapipe's detection confidence (default: the
+    run's). Returns the paths and the frames/s of labelling and synthesis."""
+    checkpoint_path, video = Path(checkpoint_path), Path(video)
+    info = probe_video(video)  # names a missing, empty or damaged file before the model loads
+    generator, config = load_generator(checkpoint_path, None, device)
+    data, tG = config.data, config.model.n_frames_G
+    run_dir = Path(config.run.output_dir) / config.run.name
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "transfer" / video.stem
+    confidence = data.label_confidence if label_confidence is None else label_confidence
+    key = f"{video.resolve()}|{data.task}|{data.edge_height}|{data.max_source_frames}|{confidence}"
+    root = default_cache_dir() / "transfer" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    started = time.perf_counter()
+    build_label_dataset([video], root, data.task, height=data.edge_height,
+                        max_frames=data.max_source_frames or None, min_length=tG + 1, min_confidence=confidence,
+                        progress=progress)
+    label_seconds = time.perf_counter() - started
+    if data.task == "pose":
+        root = drawn_pose_labels(root, "train", progress)
+    dataset = make_dataset(config, root, "train")
+    sequences, synthesized, synthesis_seconds = {}, 0, 0.0
+    for index in range(len(dataset.paths)):
+        sequence = load_sequence(dataset, index)
+        n = sequence["B"].shape[0] - (tG - 1)
+        started = time.perf_counter()
+        with Progress(n, f"synthesizing {sequence['name']}", progress) as bar:
+            fake = synthesize(generator, sequence["A"], sequence["B"], n, no_first_img=config.model.no_first_img,
+                              progress=bar).cpu()
+        synthesis_seconds += time.perf_counter() - started
+        synthesized += n
+        label = sequence["A"][tG - 1 :]
+        folder = out_dir / sequence["name"]
+        rate = fps or float(info.fps)
+        sequences[sequence["name"]] = {
+            "frames": n,
+            "synthesized": str(write_video(folder / "synthesized.mp4", fake, rate)),
+            "label_and_synthesized": str(write_video(folder / "label_and_synthesized.mp4", side_by_side(label, fake), rate)),
+        }
+    return {
+        "checkpoint": str(checkpoint_path),
+        "video": str(video),
+        "task": data.task,
+        "out_dir": str(out_dir),
+        "sequences": sequences,
+        # of the whole labelling step (decoding, landmarks, drawing, writing); ~0 s when it was cached
+        "labelling_frames_per_second": sum(len(p["B"]) for p in dataset.paths) / label_seconds,
+        "synthesis_frames_per_second": synthesized / synthesis_seconds,
+    }
 
 
 def format_metrics(summary: dict) -> str:
