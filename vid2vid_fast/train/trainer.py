@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vid2vid_fast.models import MultiscaleDiscriminator, TemporalDiscriminators, Vid2VidGenerator
 from vid2vid_fast.models.flow_source import make_flow_source
 from vid2vid_fast.models.losses import (
+    LossTotals,
     LossWeights,
     VGGLoss,
     discriminator_loss,
@@ -39,6 +40,7 @@ from vid2vid_fast.models.losses import (
     flow_loss,
     flow_warp_loss,
     gan_loss,
+    loss_terms,
     temporal_consistency_loss,
     weight_loss,
 )
@@ -136,6 +138,26 @@ class Carry:
         return cls(prev, state["first_frame"], {k: v.to(device) for k, v in state["history"].items()})
 
 
+@dataclass
+class ChunkForward:
+    """One chunk's forward pass: the generator's outputs per frame, the carry for the next chunk, the
+    real frames and ground-truth flow (B x n x ...), and the same laid out (B·n) x ... frame-major for
+    the losses (in the run's memory format)."""
+
+    outputs: list
+    carry: Carry
+    real: torch.Tensor
+    flow_gt: torch.Tensor
+    fake: torch.Tensor
+    raw: torch.Tensor
+    fake_prev: torch.Tensor  # the previous frame each was composited onto (detached)
+    labels: torch.Tensor
+    real_f: torch.Tensor
+    real_prev_f: torch.Tensor
+    flow_gt_f: torch.Tensor
+    conf_f: torch.Tensor
+
+
 class Trainer:
     """One training run. ``Trainer(config).train()`` runs the whole schedule (or ``max_iters``);
     ``resume`` names a checkpoint to continue from."""
@@ -154,7 +176,8 @@ class Trainer:
         self.checkpoint_path = self.run_dir / "checkpoints" / "latest.pt"
         self.show_progress = (config.run.progress if progress is None else progress) and self.dist.is_main
         self.schedule = Schedule.from_config(config)
-        self.weights = LossWeights(config.loss.lambda_feat, config.loss.lambda_T, config.loss.lambda_F)
+        weights = LossWeights(config.loss.lambda_feat, config.loss.lambda_T, config.loss.lambda_F)
+        self.loss_terms = loss_terms(weights, config.model.n_scales_spatial, config.model.n_scales_temporal)
 
         # rank 0 builds the data set (once, cached); the others wait and then find it built
         if self.dist.is_main:
@@ -178,6 +201,8 @@ class Trainer:
         self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
         self.opt_D = torch.optim.Adam(self.D.parameters(), **adam)
         self.opt_D_T = [torch.optim.Adam(d.parameters(), **adam) for d in self.D_T.scales]
+        # the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
+        self.optimizers = {"G": self.opt_G, "D": self.opt_D, **{f"D_T_{s}": o for s, o in enumerate(self.opt_D_T)}}
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
 
         self.epoch, self.position, self.chunk, self.iteration = 1, 0, 0, 0
@@ -274,100 +299,123 @@ class Trainer:
     def train_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry):
         """One iteration: forward, losses, and the G, D and temporal-D steps. Returns the losses as floats,
         the carry for the next chunk and the generated frames ((B·n) x C x H x W, detached)."""
-        m, w = self.config.model, self.weights
-        backend = self.speed.backend
-        n = len(frames)
+        chunk = self.forward_chunk(A, B, frames, carry)
+        with self.speed.autocast(self.device):
+            losses = self.chunk_losses(chunk)
+        values = self._loss_values(losses)
+        self._check_finite(values)
+        self.optimizer_steps(losses)
+        return values, chunk.carry, chunk.fake.detach()
+
+    def forward_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry) -> "ChunkForward":
+        """The generator over the chunk's frames and the ground-truth flow, laid out for the losses."""
         with self.speed.autocast(self.device):
             outputs, fake_prev, new_carry = self.generate_chunk(A, frames, carry)
-
         real = B[:, frames]  # B x n x 3 x H x W
         real_prev = B[:, [f - 1 for f in frames]]
         flow_gt, conf = self.flow_source(real, real_prev)  # B x n x 2/1 x H x W, no gradient
+        # a no_first_img first frame has no generated predecessor: the original compares it with the
+        # real previous frame
+        prev = [p if p is not None else real_prev[:, i] for i, p in enumerate(fake_prev)]
+        return ChunkForward(
+            outputs=outputs,
+            carry=new_carry,
+            real=real,
+            flow_gt=flow_gt,
+            fake=self._stack([o.img_final for o in outputs]),
+            raw=self._stack([o.img_raw for o in outputs]),
+            fake_prev=self._stack(prev),
+            labels=self._by_frame(A[:, frames]),
+            real_f=self._by_frame(real),
+            real_prev_f=self._by_frame(real_prev),
+            flow_gt_f=self._by_frame(flow_gt),
+            conf_f=self._by_frame(conf),
+        )
 
-        def by_frame(x):  # B x n x ... -> (B·n) x ..., frame-major within each clip
-            return self._fmt(x.flatten(0, 1))
+    def _by_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """B x n x ... -> (B·n) x ..., frame-major within each clip."""
+        return self._fmt(x.flatten(0, 1))
 
-        def stack(tensors):  # n tensors of B x ... -> (B·n) x ...
-            return self._fmt(torch.stack(tensors, dim=1).flatten(0, 1))
+    def _stack(self, tensors: list) -> torch.Tensor:
+        """n tensors of B x ... -> (B·n) x ..., frame-major within each clip."""
+        return self._fmt(torch.stack(tensors, dim=1).flatten(0, 1))
 
-        fake = stack([o.img_final for o in outputs])
-        raw = stack([o.img_raw for o in outputs])
-        real_f, real_prev_f, labels = by_frame(real), by_frame(real_prev), by_frame(A[:, frames])
-        flow_gt_f, conf_f = by_frame(flow_gt), by_frame(conf)
-        losses = {}
-        with self.speed.autocast(self.device):
-            # image discriminator, on the final and the raw frames (the original sums both)
-            pred_real = self.D_train(torch.cat([labels, real_f], 1))
-            pred_fake = self.D_train(torch.cat([labels, fake.detach()], 1))
-            pred_raw = self.D_train(torch.cat([labels, raw.detach()], 1))
-            losses["D_real"] = 2 * gan_loss(pred_real, True)
-            losses["D_fake"] = gan_loss(pred_fake, False) + gan_loss(pred_raw, False)
-            loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])
+    def chunk_losses(self, chunk: "ChunkForward") -> LossTotals:
+        """Every loss term of the chunk (image D, the generator's terms, temporal Ds), each added to
+        the registry's owner."""
+        m = self.config.model
+        backend = self.speed.backend
+        losses = LossTotals(self.loss_terms)
+        labels, fake, raw, real_f = chunk.labels, chunk.fake, chunk.raw, chunk.real_f
+        # image discriminator, on the final and the raw frames (the original sums both)
+        pred_real = self.D_train(torch.cat([labels, real_f], 1))
+        pred_fake = self.D_train(torch.cat([labels, fake.detach()], 1))
+        pred_raw = self.D_train(torch.cat([labels, raw.detach()], 1))
+        losses.add("D_real", 2 * gan_loss(pred_real, True))
+        losses.add("D_fake", gan_loss(pred_fake, False) + gan_loss(pred_raw, False))
 
-            with frozen(self.D):
-                g_fake = self.D_for_G(torch.cat([labels, fake], 1))
-                g_raw = self.D_for_G(torch.cat([labels, raw], 1))
-            losses["G_GAN"] = gan_loss(g_fake, True) + gan_loss(g_raw, True)
-            losses["G_GAN_Feat"] = w.lambda_feat * (
-                feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
-                + feature_matching_loss(g_raw, pred_real, m.num_D, m.n_layers_D)
-            )
-            if self.vgg.enabled:
-                losses["G_VGG"] = w.lambda_feat * (self.vgg(fake, real_f) + self.vgg(raw, real_f))
+        with frozen(self.D):
+            g_fake = self.D_for_G(torch.cat([labels, fake], 1))
+            g_raw = self.D_for_G(torch.cat([labels, raw], 1))
+        losses.add("G_GAN", gan_loss(g_fake, True) + gan_loss(g_raw, True))
+        losses.add("G_GAN_Feat", feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
+                   + feature_matching_loss(g_raw, pred_real, m.num_D, m.n_layers_D))
+        if self.vgg.enabled:
+            losses.add("G_VGG", self.vgg(fake, real_f) + self.vgg(raw, real_f))
 
-            # flow and warp losses, on the frames that have a flow (all but a no_first_img first frame)
-            with_flow = [i for i, o in enumerate(outputs) if o.flow is not None]
-            if with_flow:
-                rows = self._rows(with_flow, n, A.shape[0])
-                flow = stack([outputs[i].flow for i in with_flow])
-                losses["F_Flow"] = w.flow_weight(m.n_scales_spatial) * flow_loss(flow, flow_gt_f[rows], conf_f[rows])
-                losses["F_Warp"] = w.lambda_T * flow_warp_loss(real_prev_f[rows], flow, real_f[rows], conf_f[rows], backend=backend)
-                if m.no_first_img:
-                    weight = stack([outputs[i].weight for i in with_flow])
-                    losses["W"] = w.lambda_W * weight_loss(weight, conf_f[rows])
-            # a no_first_img first frame has no generated predecessor: the original compares it with the
-            # real previous frame
-            prev_f = stack([p if p is not None else real_prev[:, i] for i, p in enumerate(fake_prev)])
-            losses["G_Warp"] = w.lambda_T * temporal_consistency_loss(fake, prev_f, flow_gt_f, conf_f, backend=backend)
+        # flow and warp losses, on the frames that have a flow (all but a no_first_img first frame)
+        outputs = chunk.outputs
+        with_flow = [i for i, o in enumerate(outputs) if o.flow is not None]
+        if with_flow:
+            rows = self._rows(with_flow, len(outputs), chunk.real.shape[0])
+            flow = self._stack([outputs[i].flow for i in with_flow])
+            conf = chunk.conf_f[rows]
+            losses.add("F_Flow", flow_loss(flow, chunk.flow_gt_f[rows], conf))
+            losses.add("F_Warp", flow_warp_loss(chunk.real_prev_f[rows], flow, real_f[rows], conf, backend=backend))
+            if m.no_first_img:
+                losses.add("W", weight_loss(self._stack([outputs[i].weight for i in with_flow]), conf))
+        losses.add("G_Warp", temporal_consistency_loss(fake, chunk.fake_prev, chunk.flow_gt_f, chunk.conf_f, backend=backend))
 
-            loss_D_T = self._temporal_losses(real, torch.stack([o.img_final for o in outputs], 1), flow_gt, new_carry, losses)
+        fake_frames = torch.stack([o.img_final for o in outputs], 1)
+        self._temporal_losses(chunk.real, fake_frames, chunk.flow_gt, chunk.carry, losses)
+        return losses
 
-        generator_terms = [k for k in losses if k.startswith(("G_", "F_", "W"))]
-        loss_G = sum(losses[k] for k in generator_terms)
-        losses["G_total"], losses["D_total"] = loss_G, loss_D
-        values = {k: float(v) for k, v in zip(losses, torch.stack([v.detach().float() for v in losses.values()]).tolist())}
-        self._check_finite(values)
+    def _loss_values(self, losses: LossTotals) -> dict:
+        """Every term and the G and D totals as floats (one device-to-host copy)."""
+        tensors = {**losses.values, "G_total": losses.total("G"), "D_total": losses.total("D")}
+        floats = torch.stack([v.detach().float() for v in tensors.values()]).tolist()
+        return dict(zip(tensors, floats))
 
-        self.opt_G.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_G).backward()
-        self.scaler.step(self.opt_G)
-        self.opt_D.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_D).backward()
-        self.scaler.step(self.opt_D)
-        for s, loss in loss_D_T.items():
-            self.opt_D_T[s].zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt_D_T[s])
+    def optimizer_steps(self, losses: LossTotals):
+        """Each owner's backward pass and optimizer step, in the order G, D, temporal Ds."""
+        totals = {owner: losses.total(owner) for owner in losses.owners()}
+        for owner, optimizer in self.optimizers.items():
+            if owner not in totals:
+                continue  # a temporal scale with too few frames so far in the clip
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(totals[owner]).backward()
+            self.scaler.step(optimizer)
+        unowned = set(totals) - set(self.optimizers)
+        if unowned:
+            raise KeyError(f"loss terms owned by {sorted(unowned)}, which no optimizer trains")
         self.scaler.update()
-        return values, new_carry, fake.detach()
 
     @staticmethod
     def _rows(frame_ids: list[int], n: int, batch: int) -> list[int]:
         """Rows of the (B·n) frame-major batch that belong to the given frames of the chunk."""
         return [b * n + i for b in range(batch) for i in frame_ids]
 
-    def _temporal_losses(self, real, fake, flow_gt, carry: Carry, losses: dict) -> dict:
-        """Temporal discriminators on the clip's frames so far (history + this chunk); adds the
-        generator's temporal terms to ``losses``, returns ``{scale: temporal D loss}``, and keeps the
-        history the next chunk needs in ``carry``."""
-        m, w = self.config.model, self.weights
+    def _temporal_losses(self, real, fake, flow_gt, carry: Carry, losses: LossTotals):
+        """Temporal discriminators on the clip's frames so far (history + this chunk); adds their terms
+        and the generator's temporal terms to ``losses`` and keeps the history the next chunk needs in
+        ``carry``."""
+        m = self.config.model
         tD = m.n_frames_D
         history = carry.history
         real_all = torch.cat([history["real"], real], 1) if history else real
         fake_all = torch.cat([history["fake"], fake], 1) if history else fake
         flow_all = torch.cat([history["flow"], flow_gt], 1) if history else flow_gt
         total, n = real_all.shape[1], real.shape[1]
-        loss_D_T = {}
         for s in range(m.n_scales_temporal):
             stride = tD**s
             span = stride * (tD - 1)
@@ -389,19 +437,17 @@ class Trainer:
             real_in, fake_in = self._fmt(torch.cat(real_in)), self._fmt(torch.cat(fake_in))
             pred_real = self.D_T_train[s](real_in)
             pred_fake = self.D_T_train[s](fake_in.detach())
-            loss_D_T[s] = discriminator_loss(pred_real, pred_fake)
             with frozen(self.D_T.scales[s]):
                 g_fake = self.D_T_for_G[s](fake_in)
-            losses[f"G_T_GAN_{s}"] = gan_loss(g_fake, True)
-            losses[f"G_T_GAN_Feat_{s}"] = w.lambda_feat * feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
-            losses[f"D_T_{s}"] = loss_D_T[s]
+            losses.add(f"G_T_GAN_{s}", gan_loss(g_fake, True))
+            losses.add(f"G_T_GAN_Feat_{s}", feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D))
+            losses.add(f"D_T_{s}", discriminator_loss(pred_real, pred_fake))
         keep = tD ** (m.n_scales_temporal - 1) * (tD - 1)
         carry.history = {
             "real": real_all[:, -keep:].detach(),
             "fake": fake_all[:, -keep:].detach(),
             "flow": flow_all[:, -keep:].detach(),
         }
-        return loss_D_T
 
     def _check_finite(self, values: dict):
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
