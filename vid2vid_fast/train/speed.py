@@ -1,8 +1,33 @@
 """The speed switches of a run, resolved for the device it runs on.
 
-Each switch can be set on its own (``--backend``, ``--amp``, ``--compile``, ``--channels_last``);
-``auto`` turns on what helps on that device. ``--reference`` gives the reference configuration that
-speedups are measured against: fp32, eager, the plain-PyTorch warp, contiguous (NCHW) tensors.
+Each switch can be set on its own (``--backend``, ``--amp``, ``--compile``, ``--channels_last``,
+``--adam``); ``auto`` turns on what measurably helps on that kind of device. ``--reference`` gives the
+reference configuration that speedups are measured against: fp32, eager, the plain-PyTorch warp,
+contiguous (NCHW) tensors, torch's default Adam.
+
+What ``auto`` chooses is a rule per device type, not a probe at start-up: a probe would cost each run
+the compile it is trying to price (two minutes cold on a 2-core CPU) and, on a shared machine, time
+other processes' load. The rules come from ``vid2vid-fast bench`` on the demo preset (README,
+"Training"):
+
+============== ========================== =====================================================
+switch         CPU                        GPU
+============== ========================== =====================================================
+channels_last  on (convolutions are most  on
+               of the step; oneDNN's NHWC
+               kernels are faster)
+adam           fused                      fused
+compile        off: it saves ~10-15% of   on
+               an iteration, but compiles
+               for ~2 min cold (~10 s from
+               the inductor cache) on 2
+               cores: more than a
+               minutes-long run saves
+amp            off                        bf16 where supported, else fp16
+============== ========================== =====================================================
+
+Every choice can be measured on another machine with ``vid2vid-fast bench`` and a flag
+(``--compile on``, ``--channels_last off``, ...).
 """
 
 from contextlib import nullcontext
@@ -18,6 +43,7 @@ class Speed:
     compile: bool
     channels_last: bool
     loader: str = "auto"  # video decoding of --source videos: "auto", "dali" or "pyav"
+    adam: str = "default"  # Adam's implementation: "fused", "foreach" or "default" (torch's own choice)
 
     @property
     def amp_dtype(self):
@@ -32,14 +58,19 @@ class Speed:
             return nullcontext()
         return torch.autocast(device.type, dtype=self.amp_dtype)
 
+    @property
+    def adam_options(self) -> dict:
+        """Keyword arguments of torch.optim.Adam for the chosen implementation."""
+        return {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[self.adam]
+
     def describe(self) -> str:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "
-            f"channels_last {'on' if self.channels_last else 'off'}, loader {self.loader}"
+            f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}"
         )
 
 
-REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav")
+REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default")
 
 
 def resolve_speed(speed_config, device: torch.device) -> Speed:
@@ -53,12 +84,22 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
     if speed_config.backend in ("cuda", "triton") and not on_gpu:
         raise ValueError(f"backend {speed_config.backend!r} needs the run on a GPU (device cuda)")
 
-    def switch(value):
-        return on_gpu if value == "auto" else value == "on"
+    def switch(value, auto: bool):
+        return auto if value == "auto" else value == "on"
 
+    adam = "fused" if speed_config.adam == "auto" else speed_config.adam
     return Speed(
-        speed_config.backend, amp, switch(speed_config.compile), switch(speed_config.channels_last), speed_config.loader
+        speed_config.backend, amp, switch(speed_config.compile, auto=on_gpu),
+        switch(speed_config.channels_last, auto=True), speed_config.loader, adam,
     )
+
+
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has compiled in this process so far (it grows during an iteration
+    that compiled or recompiled)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def resolve_device(name: str) -> torch.device:

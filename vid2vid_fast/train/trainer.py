@@ -17,10 +17,13 @@ terms in the generator's loss are computed with the discriminators' parameters f
 unwrapped modules, so that each DDP module sees exactly one backward per iteration.
 """
 
+import copy
+import dataclasses
 import json
 import logging
 import math
 import signal
+import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,8 +52,8 @@ from . import checkpoint as ckpt
 from .config import Config, save_yaml, to_dict
 from .data import FrameSource, label_channels, prepare_data
 from .distributed import DistInfo, any_rank, barrier, gather_objects, init_distributed, min_over_ranks
-from .schedule import Schedule
-from .speed import Speed, resolve_device, resolve_speed
+from .schedule import IterationBudget, Schedule
+from .speed import Speed, compiled_graphs, resolve_device, resolve_speed
 from .video_source import VideoSource, prepare_videos
 
 log = logging.getLogger("vid2vid_fast.train")
@@ -58,6 +61,10 @@ log = logging.getLogger("vid2vid_fast.train")
 # With fp16 the GradScaler skips steps whose gradients overflow and lowers its scale; losses that stay
 # non-finite for this many iterations in a row are not an overflow it can fix.
 FP16_NONFINITE_PATIENCE = 8
+
+# Iterations timed (after any compilation) to measure the speed a max_minutes budget is fitted with:
+# enough for a stable median, few next to the hundreds a budget of minutes holds.
+BUDGET_MEASURED_ITERATIONS = 8
 
 
 class TrainingInterrupted(Exception):
@@ -181,10 +188,10 @@ class Trainer:
 
         # rank 0 builds the data set (once, cached); the others wait and then find it built
         if self.dist.is_main:
-            self.source = self._make_source(progress=self.show_progress)
+            self.source = self._make_source(config, progress=self.show_progress)
         barrier(self.dist)
         if not self.dist.is_main:
-            self.source = self._make_source(progress=False)
+            self.source = self._make_source(config, progress=False)
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
@@ -197,7 +204,7 @@ class Trainer:
         self.vgg = VGGLoss(config.loss.vgg_weights or None).to(device)
 
         s = config.schedule
-        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2))
+        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2), **self.speed.adam_options)
         self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
         self.opt_D = torch.optim.Adam(self.D.parameters(), **adam)
         self.opt_D_T = [torch.optim.Adam(d.parameters(), **adam) for d in self.D_T.scales]
@@ -209,18 +216,20 @@ class Trainer:
         self.carry: Carry | None = None
         self.nonfinite_streak = 0
         self.iteration_times: list[float] = []
+        self.compile_seconds = 0.0  # iterations in which torch.compile compiled, kept out of iteration_times
+        self.budget: IterationBudget | None = None
         self._wrapped_for = None
         self._stop_signal = None
         if resume is not None:
             self.load(resume)
         self.tensorboard = self._open_tensorboard()
 
-    def _make_source(self, progress: bool):
-        if self.config.data.source == "videos":
-            videos = prepare_videos(self.config, progress=progress)
-            return VideoSource(self.config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
-        root, train_phase, _ = prepare_data(self.config, progress=progress)
-        return FrameSource(self.config, root, train_phase, self.dist.rank, self.dist.world_size)
+    def _make_source(self, config: Config, progress: bool):
+        if config.data.source == "videos":
+            videos = prepare_videos(config, progress=progress)
+            return VideoSource(config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
+        root, train_phase, _ = prepare_data(config, progress=progress)
+        return FrameSource(config, root, train_phase, self.dist.rank, self.dist.world_size)
 
     # ------------------------------------------------------------------ models in their training form
 
@@ -477,17 +486,118 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def total_iterations(self) -> int:
-        total = sum(
+    def schedule_iterations(self) -> int:
+        """Iterations of the whole schedule with the data source's epoch length."""
+        return sum(
             self.source.iterations(e, self.schedule.n_frames_total_at(e)) for e in range(1, self.schedule.total_epochs + 1)
         )
-        max_iters = self.config.schedule.max_iters
-        return min(total, max_iters) if max_iters else total
+
+    @property
+    def iteration_limit(self) -> int:
+        """Where the run stops early (0 = it runs the whole schedule): the budget's count, or max_iters."""
+        return self.budget.iterations if self.budget is not None else self.config.schedule.max_iters
+
+    def total_iterations(self) -> int:
+        total, limit = self.schedule_iterations(), self.iteration_limit
+        return min(total, limit) if limit else total
+
+    def clip_chunks(self, A: torch.Tensor) -> list[list[int]]:
+        """The chunks (lists of absolute frame indices) a clip of labels A is walked in; every rank
+        walks as many as the shortest clip of any rank allows."""
+        tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
+        n_generated = A.shape[1] - tG + 1
+        per_load = min(per_load, n_generated)
+        n_chunks = min_over_ranks(self.dist, n_generated // per_load, self.device)
+        return [list(range(tG - 1 + c * per_load, tG - 1 + (c + 1) * per_load)) for c in range(n_chunks)]
+
+    def timed_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry):
+        """``train_chunk``, timed: the time of an iteration in which torch.compile compiled goes to
+        ``compile_seconds``, the others to ``iteration_times``."""
+        graphs = compiled_graphs()
+        began = time.perf_counter()
+        result = self.train_chunk(A, B, frames, carry)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - began
+        if compiled_graphs() != graphs:
+            self.compile_seconds += seconds
+        else:
+            self.iteration_times.append(seconds)
+        return result
+
+    def fit_budget(self, started: float) -> IterationBudget:
+        """Train the first iterations to measure the speed (compilation included, but not in the
+        speed), put every model, optimizer and random generator back as it was, and fix the schedule
+        that fits the rest of the ``max_minutes`` budget counted from ``started``."""
+        snapshot = copy.deepcopy({
+            "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), "D_T": self.D_T.state_dict()},
+            "optimizers": {owner: o.state_dict() for owner, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(self.device),
+        })
+        timed_before, compile_attempts = len(self.iteration_times), 0
+        self._set_epoch(1)
+        while len(self.iteration_times) - timed_before < BUDGET_MEASURED_ITERATIONS:
+            for batch in self.source.batches(1, self.schedule.n_frames_total_at(1)):
+                A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
+                carry = self.start_carry(B)
+                for frames in self.clip_chunks(A):
+                    timed = len(self.iteration_times)
+                    _, carry, _ = self.timed_chunk(A, B, frames, carry)
+                    compile_attempts += len(self.iteration_times) == timed
+                    if len(self.iteration_times) - timed_before >= BUDGET_MEASURED_ITERATIONS:
+                        break
+                    if compile_attempts > BUDGET_MEASURED_ITERATIONS:
+                        raise RuntimeError("torch.compile recompiled in every measured iteration; use --compile off")
+                else:
+                    continue
+                break
+        measured = self.iteration_times[timed_before:]
+        del self.iteration_times[timed_before:]
+        for name, module in (("G", self.G), ("D", self.D), ("D_T", self.D_T)):
+            module.load_state_dict(snapshot["models"][name])
+        for owner, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(snapshot["optimizers"][owner])
+        self.scaler.load_state_dict(snapshot["scaler"])
+        ckpt.set_rng_state(snapshot["rng"], self.device)
+
+        # the slowest rank sets the pace; every rank must fit the same count
+        per_iteration = statistics.median(measured)
+        s = self.config.schedule
+        budget = IterationBudget.fit(
+            s.max_minutes, time.perf_counter() - started, per_iteration, self.source.order.epoch_length,
+            self.schedule_iterations(), s.max_iters,
+        )
+        iterations = min_over_ranks(self.dist, budget.iterations, self.device)
+        least = self.config.data.batch_size * self.dist.world_size
+        epoch_length = -min_over_ranks(self.dist, -max(budget.epoch_length, least), self.device)
+        return dataclasses.replace(budget, iterations=iterations, epoch_length=epoch_length)
+
+    def apply_budget(self, budget: IterationBudget):
+        """Train on the budget's schedule: its epoch length, stopping at its iteration count."""
+        self.budget = budget
+        fitted = copy.deepcopy(self.config)
+        fitted.schedule.epoch_length = budget.epoch_length
+        self.source = self._make_source(fitted, progress=False)
 
     def train(self) -> dict:
-        """Run until the schedule (or max_iters) ends. Returns a summary (iterations, speed)."""
+        """Run until the schedule (or max_iters, or the budget's count) ends. Returns a summary (iterations,
+        speed)."""
+        started = time.perf_counter()
+        if self.config.schedule.max_minutes and self.budget is None:
+            if self.iteration:
+                raise ValueError(
+                    "max_minutes fits a schedule from the start of a run; this run was resumed at iteration "
+                    f"{self.iteration} from a checkpoint without one (resume it with --max_minutes 0)"
+                )
+            self.apply_budget(self.fit_budget(started))
+            if self.dist.is_main:
+                b = self.budget
+                log.info("budget %.1f min: %.3f s/iteration measured (compilation %.0f s): %d iterations, "
+                         "epochs of %d clips", b.minutes, b.seconds_per_iteration, self.compile_seconds,
+                         b.iterations, b.epoch_length)
         total = self.total_iterations()
-        max_iters = self.config.schedule.max_iters
+        max_iters = self.iteration_limit
         bar = self._progress_bar(total)
         self._install_signal_handlers()
         if self.dist.is_main:
@@ -502,23 +612,15 @@ class Trainer:
                 )
                 for batch in batches:
                     A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
-                    tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
-                    n_generated = A.shape[1] - tG + 1
-                    per_load = min(per_load, n_generated)
-                    n_chunks = min_over_ranks(self.dist, n_generated // per_load, self.device)
+                    chunks = self.clip_chunks(A)
                     if self.carry is None:
                         self.carry = self.start_carry(B)
-                    while self.chunk < n_chunks:
+                    while self.chunk < len(chunks):
                         if any_rank(self.dist, self._stop_signal is not None, self.device):
                             self.save()
                             raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.checkpoint_path, self.iteration)
-                        start = tG - 1 + self.chunk * per_load
-                        frames = list(range(start, start + per_load))
-                        began = time.perf_counter()
-                        values, self.carry, fake = self.train_chunk(A, B, frames, self.carry)
-                        if self.device.type == "cuda":
-                            torch.cuda.synchronize(self.device)
-                        self.iteration_times.append(time.perf_counter() - began)
+                        frames = chunks[self.chunk]
+                        values, self.carry, fake = self.timed_chunk(A, B, frames, self.carry)
                         self.chunk += 1
                         self.iteration += 1
                         self._log(values, bar, A, B, fake, frames)
@@ -553,6 +655,7 @@ class Trainer:
             "iterations_per_second": 1.0 / per_iter if times else float("nan"),
             "frames_per_second": self.config.schedule.max_frames_per_gpu * self.config.data.batch_size
             * self.dist.world_size / per_iter if times else float("nan"),
+            "compile_seconds": self.compile_seconds,
             "peak_memory_bytes": peak,
             "speed": self.speed.describe(),
             "device": str(self.device),
@@ -570,6 +673,7 @@ class Trainer:
                 **{f"D_T_{s}": o.state_dict() for s, o in enumerate(self.opt_D_T)},
             },
             "scaler": self.scaler.state_dict(),
+            "budget": None if self.budget is None else dataclasses.asdict(self.budget),
             "progress": {
                 "epoch": self.epoch,
                 "position": self.position,
@@ -616,6 +720,8 @@ class Trainer:
             ckpt.load_optimizer_state(optimizer, payload["optimizers"][f"D_T_{s}"], f"temporal discriminator {s}", path)
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
+        if payload.get("budget"):
+            self.apply_budget(IterationBudget(**payload["budget"]))
         self.epoch, self.position = progress["epoch"], progress["position"]
         self.chunk, self.iteration = progress["chunk"], progress["iteration"]
         self.nonfinite_streak = progress["nonfinite_streak"]
