@@ -526,34 +526,16 @@ class Trainer:
         return result
 
     def fit_budget(self, started: float) -> IterationBudget:
-        """Train the first iterations to measure the speed (compilation included, but not in the
-        speed), put every model, optimizer and random generator back as it was, and fix the schedule
-        that fits the rest of the ``max_minutes`` budget counted from ``started``."""
+        """Train the first iterations to measure the speed (torch.compile compiles here, outside the
+        measured times), put every model, optimizer and random generator back as it was, and fix the
+        schedule that fits the rest of the ``max_minutes`` budget counted from ``started``."""
         snapshot = copy.deepcopy({
             "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), "D_T": self.D_T.state_dict()},
             "optimizers": {owner: o.state_dict() for owner, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_state(self.device),
         })
-        timed_before, compile_attempts = len(self.iteration_times), 0
-        self._set_epoch(1)
-        while len(self.iteration_times) - timed_before < BUDGET_MEASURED_ITERATIONS:
-            for batch in self.source.batches(1, self.schedule.n_frames_total_at(1)):
-                A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
-                carry = self.start_carry(B)
-                for frames in self.clip_chunks(A):
-                    timed = len(self.iteration_times)
-                    _, carry, _ = self.timed_chunk(A, B, frames, carry)
-                    compile_attempts += len(self.iteration_times) == timed
-                    if len(self.iteration_times) - timed_before >= BUDGET_MEASURED_ITERATIONS:
-                        break
-                    if compile_attempts > BUDGET_MEASURED_ITERATIONS:
-                        raise RuntimeError("torch.compile recompiled in every measured iteration; use --compile off")
-                else:
-                    continue
-                break
-        measured = self.iteration_times[timed_before:]
-        del self.iteration_times[timed_before:]
+        per_iteration = self._measure_speed()
         for name, module in (("G", self.G), ("D", self.D), ("D_T", self.D_T)):
             module.load_state_dict(snapshot["models"][name])
         for owner, optimizer in self.optimizers.items():
@@ -562,7 +544,6 @@ class Trainer:
         ckpt.set_rng_state(snapshot["rng"], self.device)
 
         # the slowest rank sets the pace; every rank must fit the same count
-        per_iteration = statistics.median(measured)
         s = self.config.schedule
         budget = IterationBudget.fit(
             s.max_minutes, time.perf_counter() - started, per_iteration, self.source.order.epoch_length,
@@ -572,6 +553,27 @@ class Trainer:
         least = self.config.data.batch_size * self.dist.world_size
         epoch_length = -min_over_ranks(self.dist, -max(budget.epoch_length, least), self.device)
         return dataclasses.replace(budget, iterations=iterations, epoch_length=epoch_length)
+
+    def _measure_speed(self) -> float:
+        """Median seconds per iteration over (at least) BUDGET_MEASURED_ITERATIONS iterations of epoch 1
+        that did not compile (their times are taken back out of iteration_times)."""
+        timed_before, iterations = len(self.iteration_times), 0
+        self._set_epoch(1)
+        while True:  # epoch 1's clips, again if it is shorter than the measurement
+            for batch in self.source.batches(1, self.schedule.n_frames_total_at(1)):
+                A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
+                carry = self.start_carry(B)
+                for frames in self.clip_chunks(A):
+                    _, carry, _ = self.timed_chunk(A, B, frames, carry)
+                    iterations += 1
+                    measured = self.iteration_times[timed_before:]
+                    # every rank stops together (each step of a clip is collective)
+                    if not any_rank(self.dist, len(measured) < BUDGET_MEASURED_ITERATIONS, self.device):
+                        del self.iteration_times[timed_before:]
+                        return statistics.median(measured)
+                    if iterations > 3 * BUDGET_MEASURED_ITERATIONS:
+                        raise RuntimeError("torch.compile kept recompiling while the speed was measured; "
+                                           "use --compile off or --max_minutes 0")
 
     def apply_budget(self, budget: IterationBudget):
         """Train on the budget's schedule: its epoch length, stopping at its iteration count."""
