@@ -62,9 +62,11 @@ log = logging.getLogger("vid2vid_fast.train")
 # non-finite for this many iterations in a row are not an overflow it can fix.
 FP16_NONFINITE_PATIENCE = 8
 
-# Iterations timed (after any compilation) to measure the speed a max_minutes budget is fitted with:
-# enough for a stable median, few next to the hundreds a budget of minutes holds.
+# The speed a max_minutes budget is fitted with is the median over at least this many iterations (after
+# any compilation) and this share of the budget: on a shared machine a few seconds can be far from
+# typical, and the measured iterations are not kept (the schedule starts over once it is fixed).
 BUDGET_MEASURED_ITERATIONS = 8
+BUDGET_MEASURED_SHARE = 0.03
 
 
 class TrainingInterrupted(Exception):
@@ -535,7 +537,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_state(self.device),
         })
-        per_iteration = self._measure_speed()
+        per_iteration = self._measure_speed(BUDGET_MEASURED_SHARE * 60 * self.config.schedule.max_minutes)
         for name, module in (("G", self.G), ("D", self.D), ("D_T", self.D_T)):
             module.load_state_dict(snapshot["models"][name])
         for owner, optimizer in self.optimizers.items():
@@ -554,9 +556,10 @@ class Trainer:
         epoch_length = -min_over_ranks(self.dist, -max(budget.epoch_length, least), self.device)
         return dataclasses.replace(budget, iterations=iterations, epoch_length=epoch_length)
 
-    def _measure_speed(self) -> float:
-        """Median seconds per iteration over (at least) BUDGET_MEASURED_ITERATIONS iterations of epoch 1
-        that did not compile (their times are taken back out of iteration_times)."""
+    def _measure_speed(self, seconds: float) -> float:
+        """Median seconds per iteration over the iterations of epoch 1 that did not compile, at least
+        BUDGET_MEASURED_ITERATIONS of them and ``seconds`` in all (their times are taken back out of
+        iteration_times)."""
         timed_before, iterations = len(self.iteration_times), 0
         self._set_epoch(1)
         while True:  # epoch 1's clips, again if it is shorter than the measurement
@@ -567,11 +570,12 @@ class Trainer:
                     _, carry, _ = self.timed_chunk(A, B, frames, carry)
                     iterations += 1
                     measured = self.iteration_times[timed_before:]
+                    short = len(measured) < BUDGET_MEASURED_ITERATIONS or sum(measured) < seconds
                     # every rank stops together (each step of a clip is collective)
-                    if not any_rank(self.dist, len(measured) < BUDGET_MEASURED_ITERATIONS, self.device):
+                    if not any_rank(self.dist, short, self.device):
                         del self.iteration_times[timed_before:]
                         return statistics.median(measured)
-                    if iterations > 3 * BUDGET_MEASURED_ITERATIONS:
+                    if iterations - len(measured) > BUDGET_MEASURED_ITERATIONS:
                         raise RuntimeError("torch.compile kept recompiling while the speed was measured; "
                                            "use --compile off or --max_minutes 0")
 
