@@ -560,24 +560,29 @@ class Trainer:
         """Median seconds per iteration over the iterations of epoch 1 that did not compile, at least
         BUDGET_MEASURED_ITERATIONS of them and ``seconds`` in all (their times are taken back out of
         iteration_times)."""
-        timed_before, iterations = len(self.iteration_times), 0
+        timed_before = len(self.iteration_times)
+        for iterations, _ in enumerate(self.measuring_iterations(), start=1):
+            measured = self.iteration_times[timed_before:]
+            short = len(measured) < BUDGET_MEASURED_ITERATIONS or sum(measured) < seconds
+            # every rank stops together (each step of a clip is collective)
+            if not any_rank(self.dist, short, self.device):
+                del self.iteration_times[timed_before:]
+                return statistics.median(measured)
+            if iterations - len(measured) > BUDGET_MEASURED_ITERATIONS:
+                raise RuntimeError("torch.compile kept recompiling while the speed was measured; "
+                                   "use --compile off or --max_minutes 0")
+
+    def measuring_iterations(self):
+        """Timed training iterations over epoch 1's clips, again and again, without the run's bookkeeping
+        (progress, logs, checkpoints): what measuring the speed needs. Yields after each iteration."""
         self._set_epoch(1)
-        while True:  # epoch 1's clips, again if it is shorter than the measurement
+        while True:
             for batch in self.source.batches(1, self.schedule.n_frames_total_at(1)):
                 A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
                 carry = self.start_carry(B)
                 for frames in self.clip_chunks(A):
                     _, carry, _ = self.timed_chunk(A, B, frames, carry)
-                    iterations += 1
-                    measured = self.iteration_times[timed_before:]
-                    short = len(measured) < BUDGET_MEASURED_ITERATIONS or sum(measured) < seconds
-                    # every rank stops together (each step of a clip is collective)
-                    if not any_rank(self.dist, short, self.device):
-                        del self.iteration_times[timed_before:]
-                        return statistics.median(measured)
-                    if iterations - len(measured) > BUDGET_MEASURED_ITERATIONS:
-                        raise RuntimeError("torch.compile kept recompiling while the speed was measured; "
-                                           "use --compile off or --max_minutes 0")
+                    yield
 
     def apply_budget(self, budget: IterationBudget):
         """Train on the budget's schedule: its epoch length, stopping at its iteration count."""
