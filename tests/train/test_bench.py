@@ -15,4 +15,5 @@ def test_bench_times_both_configurations_interleaved(tmp_path):
         assert summary["timed_iterations"] == 3 and summary["iterations"] == 5
         assert summary["compile_seconds"] == 0.0
     assert result["speedup"] == pytest.approx(reference["seconds_per_iteration"] / fast["seconds_per_iteration"])
+    assert result["speedup_paired"] > 0 and len(reference["times"]) == 3
     assert "speedup (reference / fast)" in result["table"] and (tmp_path / "bench.json").is_file()

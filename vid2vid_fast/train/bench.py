@@ -6,6 +6,9 @@ An iteration is everything ``Trainer.train_chunk`` does (generator frames, groun
 temporal discriminators, all losses, the G, D and temporal-D backward passes and optimizer steps); data
 loading is not timed. Times are medians over the timed iterations, after untimed warm-up ones; the
 iterations in which torch.compile compiled are never timed, their time is reported as compile time.
+Besides the ratio of the medians, the median of the ratios of neighbouring iterations (one of each
+configuration, run back to back) is given: on a machine whose load changes from second to second it
+is the steadier of the two.
 """
 
 import copy
@@ -36,7 +39,7 @@ def _summary(trainer: Trainer, ran: int, iters: int, warmup: int) -> dict:
     per_iter = statistics.median(times)
     summary = trainer.summary()
     summary.update(seconds_per_iteration=per_iter, iterations_per_second=1.0 / per_iter, timed_iterations=len(times),
-                   iterations=ran)
+                   iterations=ran, times=times)
     return summary
 
 
@@ -65,14 +68,16 @@ def bench_training(config: Config, iters: int = 20, warmup: int = 5, json_path=N
                 ran[name] += 1
         results = {name: _summary(trainers[name], ran[name], iters, warmup) for name in CONFIGURATIONS}
     ratio = results["reference"]["seconds_per_iteration"] / results["fast"]["seconds_per_iteration"]
+    paired = statistics.median(r / f for r, f in zip(results["reference"]["times"], results["fast"]["times"]))
     from vid2vid_fast.cli import speed_table
 
     table = (
         speed_table([(name, r) for name, r in results.items()])
-        + f"\n\nspeedup (reference / fast): {ratio:.2f}x"
+        + f"\n\nspeedup (reference / fast): {ratio:.2f}x; median of neighbouring iterations' ratios: {paired:.2f}x"
         + f"\ntorch.compile time (not in s / iteration): {results['fast']['compile_seconds']:.1f} s"
     )
-    out = {"reference": results["reference"], "fast": results["fast"], "speedup": ratio, "table": table}
+    out = {"reference": results["reference"], "fast": results["fast"], "speedup": ratio, "speedup_paired": paired,
+           "table": table}
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
