@@ -8,18 +8,18 @@ contiguous (NCHW) tensors, torch's default Adam.
 What ``auto`` chooses is a rule per device type, not a probe at start-up: a probe would cost each run
 the compile it is trying to price (two minutes cold on a 2-core CPU) and, on a shared machine, would time
 other processes' load as much as the switch. The CPU rules come from ``vid2vid-fast bench --preset demo``
-(reference and fast iterations interleaved) and a profile of the demo step, on a 2-core AVX2 CPU shared
-with other work (2026-12-01):
+(reference and fast iterations interleaved; speedup as the median ratio of neighbouring iterations) with
+one switch at a time turned back, and a profile of the demo step, on a 2-core AVX2 CPU shared with other
+work (load average 15-17, 2026-12-01):
 
-- channels_last: on. Convolutions are ~60% of the step and BatchNorm ~13%; oneDNN's NHWC kernels are faster.
+- channels_last: on. Convolutions are ~60% of the step and BatchNorm ~13%; oneDNN's NHWC kernels are
+  faster. Without it the fast configuration is 1.02-1.04x the reference, with it 1.29-1.32x.
 - Adam: fused. One kernel over all 134 parameter tensors: 7.4 ms a step against 15.9 ms for torch's
-  default on the CPU (a loop over the tensors) and 16.4 ms for foreach.
-- torch.compile: off. With channels_last and fused Adam on, compiling the networks left the iteration time
-  unchanged (0.464 against 0.461 s in the same conditions), and compiling costs ~2 minutes cold
-  (8.6 s from the inductor cache): a loss for runs of minutes. ``--compile on`` to measure it elsewhere.
+  default on the CPU (a loop over the tensors) and 16.4 ms for foreach; 1.27x with the default.
+- torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain), and compiling costs
+  ~2 minutes cold (7-9 s from the inductor cache): a loss for runs of minutes.
 - AMP: off (no fast bf16 on CPUs without AMX / AVX512-BF16).
 
-Together: 1.26-1.28x the reference configuration per iteration (0.46 against 0.58 s, under load).
 On GPUs all of them are on, with bf16 (fp16 where bf16 is not supported).
 
 Every choice can be measured on another machine with ``vid2vid-fast bench`` and a flag
