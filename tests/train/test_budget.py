@@ -8,6 +8,7 @@ import pytest
 from test_trainer import states_equal
 from train_helpers import make_sequences, tiny_config
 
+from vid2vid_fast.train.config import ConfigError
 from vid2vid_fast.train.trainer import Trainer, TrainingInterrupted
 
 # 4 epochs of 4 clips: 4 + 7 + 7 + 7 chunks per clip (n_frames_total doubles, capped by the 9-frame
@@ -62,3 +63,11 @@ def test_budget_fixes_the_schedule_and_resume_keeps_it(data, tmp_path):
     resumed.train()
     assert resumed.iteration == ITERATIONS and resumed.compile_seconds == 0
     states_equal(resumed, plain)
+
+
+def test_a_budget_cannot_start_in_the_middle_of_a_run(data, tmp_path):
+    plain = Trainer(tiny_config(data, tmp_path, schedule={"max_iters": 2}))
+    plain.train()
+    resumed = Trainer(tiny_config(data, tmp_path, schedule={"max_minutes": 1.0}), resume=plain.checkpoint_path)
+    with pytest.raises(ConfigError, match="resumed at iteration 2 from a checkpoint without one"):
+        resumed.train()

@@ -49,7 +49,7 @@ from vid2vid_fast.models.losses import (
 )
 
 from . import checkpoint as ckpt
-from .config import Config, save_yaml, to_dict
+from .config import Config, ConfigError, save_yaml, to_dict
 from .data import FrameSource, label_channels, prepare_data
 from .distributed import DistInfo, any_rank, barrier, gather_objects, init_distributed, min_over_ranks
 from .schedule import IterationBudget, Schedule
@@ -597,7 +597,7 @@ class Trainer:
         started = time.perf_counter()
         if self.config.schedule.max_minutes and self.budget is None:
             if self.iteration:
-                raise ValueError(
+                raise ConfigError(
                     "max_minutes fits a schedule from the start of a run; this run was resumed at iteration "
                     f"{self.iteration} from a checkpoint without one (resume it with --max_minutes 0)"
                 )
