@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The main job: sets up .venv (scripts/setup.sh), then trains vid2vid on the bundled real footage (edge2face:
-# face landmarks drawn as edges -> video, the "demo" preset: a small model at 128x96) and synthesizes the
-# held-out frames.
-# Uses the GPU when there is one. Prints where the videos are, PSNR / SSIM / warp error and the speed.
-# Extra arguments go to `vid2vid-fast train`, for example
-#   scripts/demo.sh --max_iters 200          # a shorter run
+# face landmarks drawn as edges -> video, the "demo" preset: a small model at 128x96) for a 5-minute training
+# budget and synthesizes the held-out frames. Uses the GPU when there is one. Prints where the videos are,
+# PSNR / SSIM / warp error and the speed. Extra arguments go to `vid2vid-fast train`, for example
+#   scripts/demo.sh --max_minutes 2          # a shorter budget
+#   scripts/demo.sh --max_minutes 0          # the preset's whole fixed schedule (1,792 iterations)
 #   scripts/demo.sh --reference              # the reference configuration (fp32, eager, reference warp)
+# Set-up builds the CUDA kernels only when nvidia-smi sees a GPU; VID2VID_FAST_CPU_ONLY=0 asks for them
+# anyway, VID2VID_FAST_CPU_ONLY=1 never builds them (scripts/test.sh builds them wherever nvcc is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${VID2VID_FAST_CPU_ONLY:-}" ]; then
+  if command -v nvidia-smi > /dev/null && nvidia-smi -L 2> /dev/null | grep -q '^GPU'; then
+    export VID2VID_FAST_CPU_ONLY=0
+  else
+    export VID2VID_FAST_CPU_ONLY=1
+  fi
+fi
 bash scripts/setup.sh
 # On a busy CPU, OpenMP threads that spin while waiting slow every op down many times over
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

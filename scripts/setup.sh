@@ -11,7 +11,8 @@
 #   TORCH_CUDA_ARCH_LIST   GPU architectures; under CI=true "8.0;9.0+PTX" to keep the nvcc build short,
 #                          elsewhere setup.py's broader default
 #   MAX_JOBS               parallel compile jobs (2)
-#   VID2VID_FAST_CPU_ONLY  1 builds the CPU kernels only
+#   VID2VID_FAST_CPU_ONLY  1 builds the CPU kernels only (scripts/demo.sh sets it when nvidia-smi sees no GPU; an
+#                          existing build that also has the CUDA kernels is kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,26 +58,42 @@ export MAX_JOBS="${MAX_JOBS:-2}"
 
 # Ask torch which toolkit setup.py will see, so that the progress line says what is being built.
 toolkit=$("$VENV/bin/python" -c 'from torch.utils.cpp_extension import CUDA_HOME; print(CUDA_HOME or "")' 2>/dev/null)
+with_cuda=""
+if [ -n "$toolkit" ] && [ -x "$toolkit/bin/nvcc" ]; then
+  with_cuda="CPU + CUDA, toolkit $toolkit, architectures ${TORCH_CUDA_ARCH_LIST:-setup.py default}"
+fi
 if [ "${VID2VID_FAST_CPU_ONLY:-0}" = "1" ]; then
   what="CPU only: VID2VID_FAST_CPU_ONLY=1"
-elif [ -n "$toolkit" ] && [ -x "$toolkit/bin/nvcc" ]; then
-  what="CPU + CUDA, toolkit $toolkit, architectures ${TORCH_CUDA_ARCH_LIST:-setup.py default}"
+elif [ -n "$with_cuda" ]; then
+  what="$with_cuda"
 else
   what="CPU only: no CUDA toolkit found, set CUDA_HOME to add the CUDA kernels"
 fi
-# The stamp holds a hash of everything the build depends on, written after a successful build.
+# The stamp holds a hash of everything a build depends on, written after a successful build.
 build_stamp="$VENV/.built-extension"
-build_inputs=$(
+build_inputs() {  # $1: what is built
   {
-    printf '%s\n' "$wanted" "$what" "${TORCH_CUDA_ARCH_LIST:-}"
+    printf '%s\n' "$wanted" "$1" "${TORCH_CUDA_ARCH_LIST:-}"
     find csrc setup.py pyproject.toml -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum
-)
-if compgen -G "vid2vid_fast/_C*.so" > /dev/null && [ "$(cat "$build_stamp" 2> /dev/null)" = "$build_inputs" ]; then
+}
+built=$(cat "$build_stamp" 2> /dev/null || true)
+up_to_date=0
+if compgen -G "vid2vid_fast/_C*.so" > /dev/null; then
+  if [ "$built" = "$(build_inputs "$what")" ]; then
+    up_to_date=1
+  elif [ "${VID2VID_FAST_CPU_ONLY:-0}" = "1" ] && [ -n "$with_cuda" ] && [ "$built" = "$(build_inputs "$with_cuda")" ]; then
+    # the build there has the CUDA kernels too (scripts/test.sh made it) and so serves a CPU-only request:
+    # the demo after the tests does not rebuild
+    what="$with_cuda (built before; it holds the CPU kernels)"
+    up_to_date=1
+  fi
+fi
+if [ "$up_to_date" = 1 ]; then
   echo "==> extension up to date ($what)"
 else
   echo "==> building the extension ($what)"
   "$VENV/bin/python" -m pip install --quiet --no-build-isolation --no-deps -e .
-  printf '%s\n' "$build_inputs" > "$build_stamp"
+  build_inputs "$what" > "$build_stamp"
 fi
 echo "==> ready: $VENV"

@@ -125,10 +125,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench", help="time training iterations: reference vs fast configuration",
-        description="Trains the same model on the same data twice in this process, first in the reference "
-                    "configuration (fp32, eager, reference warp, NCHW), then in the fast one (the speed "
-                    "flags, auto by default), and prints iterations/s, their ratio and peak GPU memory. "
-                    "Data loading is not timed.",
+        description="Trains the same model on the same data twice in this process, in the reference "
+                    "configuration (fp32, eager, reference warp, NCHW) and in the fast one (the speed "
+                    "flags, auto by default), their iterations interleaved, and prints iterations/s, their "
+                    "ratio, torch.compile time and peak GPU memory. Data loading is not timed.",
     )
     _config_source_flags(bench)
     bench.add_argument("--iters", type=_whole_number(1), default=20, help="timed iterations per configuration (default: 20)")

@@ -2,12 +2,15 @@ import pytest
 import torch
 
 from vid2vid_fast.models.losses import (
+    LossTerm,
+    LossTotals,
     LossWeights,
     discriminator_loss,
     feature_matching_loss,
     flow_loss,
     flow_warp_loss,
     gan_loss,
+    loss_terms,
     masked_l1,
     temporal_consistency_loss,
     weight_loss,
@@ -144,3 +147,31 @@ def test_weight_loss_hand_value():
     assert loss.item() == pytest.approx((0.2 + 0.4) / 3)
     loss.backward()
     torch.testing.assert_close(weight.grad, t([1 / 3, 0.0, 1 / 3]))
+
+
+def test_loss_totals_sum_each_owners_weighted_terms():
+    terms = loss_terms(LossWeights(lambda_feat=3.0), n_scales_spatial=1, n_scales_temporal=2)
+    terms["G_Extra"] = LossTerm("G", 2.0)  # a new term: registered, so it counts
+    losses = LossTotals(terms)
+    losses.add("G_GAN", torch.tensor(1.0))
+    losses.add("G_GAN_Feat", torch.tensor(1.0))  # x lambda_feat
+    losses.add("G_Extra", torch.tensor(0.25))
+    losses.add("D_real", torch.tensor(4.0))  # x 0.5
+    losses.add("D_T_1", torch.tensor(5.0))
+    assert losses.total("G").item() == 1.0 + 3.0 + 0.5
+    assert losses.total("D").item() == 2.0
+    assert losses.total("D_T_1").item() == 5.0
+    assert losses.owners() == ["G", "D", "D_T_1"]
+    with pytest.raises(KeyError, match="no loss term of 'D_T_0'"):
+        losses.total("D_T_0")
+
+
+def test_an_unregistered_or_repeated_loss_term_is_an_error():
+    losses = LossTotals(loss_terms(LossWeights(), 1, 1))
+    with pytest.raises(KeyError, match="loss term 'Perceptual' is not registered"):
+        losses.add("Perceptual", torch.tensor(1.0))
+    with pytest.raises(KeyError, match="G_T_GAN_1' is not registered"):  # only one temporal scale
+        losses.add("G_T_GAN_1", torch.tensor(1.0))
+    losses.add("G_GAN", torch.tensor(1.0))
+    with pytest.raises(KeyError, match="added twice"):
+        losses.add("G_GAN", torch.tensor(1.0))

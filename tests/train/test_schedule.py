@@ -1,6 +1,6 @@
 import pytest
 
-from vid2vid_fast.train.schedule import Schedule
+from vid2vid_fast.train.schedule import BUDGET_SAFETY, IterationBudget, Schedule
 
 
 def test_lr_constant_then_linear_decay():
@@ -26,3 +26,19 @@ def test_niter_fix_global():
 def test_bad_schedule():
     with pytest.raises(ValueError, match="niter"):
         Schedule(niter=0, niter_decay=0)
+
+
+def test_budget_fits_the_time_left_and_spreads_the_schedule():
+    # 5 minutes, 20 s spent measuring, 0.25 s / iteration: 280 s * 0.95 / 0.25 = 1064 iterations; the
+    # schedule takes 1792 with 16 clips per epoch, so epochs of ceil(1064 * 16 / 1792) = 10 clips
+    budget = IterationBudget.fit(5, 20.0, 0.25, epoch_length=16, schedule_iterations=1792)
+    assert (budget.iterations, budget.epoch_length) == (1064, 10)
+    assert budget.iterations * BUDGET_SAFETY < 1064 < 280 / 0.25
+    capped = IterationBudget.fit(5, 20.0, 0.25, epoch_length=16, schedule_iterations=1792, max_iters=500)
+    assert (capped.iterations, capped.epoch_length) == (500, 5)
+    longer = IterationBudget.fit(60, 20.0, 0.25, epoch_length=16, schedule_iterations=1792)
+    assert longer.epoch_length > 16  # a longer budget lengthens the epochs
+    late = IterationBudget.fit(1, 90.0, 0.25, epoch_length=16, schedule_iterations=1792)
+    assert (late.iterations, late.epoch_length) == (1, 1)  # out of time: one iteration, not none
+    with pytest.raises(ValueError, match="a budget needs"):
+        IterationBudget.fit(5, 0.0, 0.0, epoch_length=16, schedule_iterations=1792)

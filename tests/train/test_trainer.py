@@ -1,7 +1,10 @@
+import json
+
 import pytest
 import torch
 from train_helpers import make_sequences, tiny_config
 
+from vid2vid_fast.models.losses import LossTerm
 from vid2vid_fast.train.checkpoint import CheckpointError
 from vid2vid_fast.train.trainer import NonFiniteLossError, Trainer
 
@@ -98,3 +101,26 @@ def test_resume_refuses_another_architecture(data, tmp_path):
     trainer.train()
     with pytest.raises(CheckpointError, match="model.ngf: checkpoint 4, run 8"):
         Trainer(tiny_config(data, tmp_path, model={"ngf": 8}), resume=trainer.checkpoint_path)
+
+
+class ExtraLossTrainer(Trainer):
+    """Adds a term named outside the G_/F_/W prefixes the generator's total used to be chosen by."""
+
+    def chunk_losses(self, chunk):
+        losses = super().chunk_losses(chunk)
+        losses.add("Sharpness", chunk.fake.abs().mean())
+        return losses
+
+
+def test_a_registered_loss_lands_in_its_owners_total(data, tmp_path):
+    trainer = ExtraLossTrainer(tiny_config(data, tmp_path, schedule={"max_iters": 1}, run={"print_freq": 1}))
+    with pytest.raises(KeyError, match="'Sharpness' is not registered"):
+        trainer.train()
+    trainer = ExtraLossTrainer(tiny_config(data, tmp_path / "b", schedule={"max_iters": 1}, run={"print_freq": 1}))
+    trainer.loss_terms["Sharpness"] = LossTerm("G", 3.0)
+    trainer.train()
+    values = json.loads((trainer.run_dir / "losses.jsonl").read_text().splitlines()[0])
+    generator_terms = [v for k, v in values.items() if trainer.loss_terms.get(k, LossTerm("", 0)).owner == "G"]
+    assert values["Sharpness"] > 0
+    assert values["G_total"] == pytest.approx(sum(generator_terms), rel=1e-6)
+    assert values["D_total"] == pytest.approx(values["D_real"] + values["D_fake"], rel=1e-6)

@@ -1,5 +1,8 @@
 """The vid2vid losses (NVIDIA/vid2vid models/vid2vid_model_D.py and models/networks.py), each without
-its λ: the trainer multiplies by the weights in LossWeights, whose defaults are the original's.
+its λ, and the registry of loss terms (``loss_terms``): which network each term trains and its weight
+(from LossWeights, whose defaults are the original's). The trainer adds every term it computes to a
+``LossTotals``, which refuses a name the registry does not hold, so that a new term cannot silently
+drop out of a network's total.
 
 What the original adds up for the generator, per frame (S = n_scales_spatial):
   G_GAN       gan_loss(D(fake), True), on the final and the raw image (weight 1)
@@ -21,6 +24,8 @@ from ..ops import masked_warp_l1
 from .vgg import VGGLoss  # part of the losses API (in __all__); the network lives in vgg.py
 
 __all__ = [
+    "LossTerm",
+    "LossTotals",
     "LossWeights",
     "VGGLoss",
     "discriminator_loss",
@@ -28,6 +33,7 @@ __all__ = [
     "flow_loss",
     "flow_warp_loss",
     "gan_loss",
+    "loss_terms",
     "masked_l1",
     "temporal_consistency_loss",
     "weight_loss",
@@ -48,6 +54,69 @@ class LossWeights:
         if int(n_scales_spatial) != n_scales_spatial or n_scales_spatial < 1:
             raise ValueError(f"n_scales_spatial must be an integer >= 1, got {n_scales_spatial!r}")
         return self.lambda_F / 2 ** (int(n_scales_spatial) - 1)
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A loss term's owner (the network whose optimizer step its gradient drives: "G", "D", or "D_T_<s>"
+    for the temporal discriminator of scale s) and the factor it enters that network's total with."""
+
+    owner: str
+    weight: float
+
+
+def loss_terms(weights: LossWeights, n_scales_spatial: int, n_scales_temporal: int) -> dict[str, LossTerm]:
+    """Every loss term of a vid2vid run, by name (the name it is logged under)."""
+    terms = {
+        "G_GAN": LossTerm("G", 1.0),
+        "G_GAN_Feat": LossTerm("G", weights.lambda_feat),
+        "G_VGG": LossTerm("G", weights.lambda_feat),
+        "F_Flow": LossTerm("G", weights.flow_weight(n_scales_spatial)),
+        "F_Warp": LossTerm("G", weights.lambda_T),
+        "W": LossTerm("G", weights.lambda_W),
+        "G_Warp": LossTerm("G", weights.lambda_T),
+        # the image discriminator's loss is 0.5 · (real + fake); the real term counts the real pair
+        # twice, as the fake one sums the final and the raw image
+        "D_real": LossTerm("D", 0.5),
+        "D_fake": LossTerm("D", 0.5),
+    }
+    for s in range(n_scales_temporal):
+        terms[f"G_T_GAN_{s}"] = LossTerm("G", 1.0)
+        terms[f"G_T_GAN_Feat_{s}"] = LossTerm("G", weights.lambda_feat)
+        terms[f"D_T_{s}"] = LossTerm(f"D_T_{s}", 1.0)
+    return terms
+
+
+class LossTotals:
+    """One iteration's loss terms, each weighted as its registry entry says, and the total of each
+    owner (in the order the terms were added)."""
+
+    def __init__(self, terms: dict[str, LossTerm]):
+        self.terms = terms
+        self.values: dict[str, torch.Tensor] = {}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """Add term ``name`` (unweighted); its weight and owner come from the registry."""
+        term = self.terms.get(name)
+        if term is None:
+            raise KeyError(
+                f"loss term {name!r} is not registered; add it to loss_terms (with its owner and weight). "
+                f"Registered: {', '.join(self.terms)}"
+            )
+        if name in self.values:
+            raise KeyError(f"loss term {name!r} was added twice in one iteration")
+        self.values[name] = term.weight * value
+
+    def owners(self) -> list[str]:
+        """The owners with at least one term this iteration, in the order their first term came."""
+        return list(dict.fromkeys(self.terms[name].owner for name in self.values))
+
+    def total(self, owner: str) -> torch.Tensor:
+        """The sum of ``owner``'s terms; an error when it has none (its step would train nothing)."""
+        mine = [value for name, value in self.values.items() if self.terms[name].owner == owner]
+        if not mine:
+            raise KeyError(f"no loss term of {owner!r} was added this iteration")
+        return sum(mine)
 
 
 def _scales(preds, name):

@@ -141,6 +141,13 @@ class ScheduleConfig:
     niter_fix_global: int = opt(0, "epochs in which only the finest generator scale trains", minimum=0)
     epoch_length: int = opt(0, "clips per epoch (0 = every sequence of the data set once)", minimum=0)
     max_iters: int = opt(0, "stop after this many iterations in total (0 = run the whole schedule)", minimum=0)
+    max_minutes: float = opt(
+        0.0,
+        "wall-clock budget of the training in minutes (0 = none): the speed is measured over the first "
+        "iterations, then the schedule (learning-rate decay, clip-length doubling, niter_fix_global) is spread "
+        "over the iterations that fit, by changing epoch_length; needs --source frames",
+        minimum=0.0,
+    )
 
 
 @dataclass
@@ -154,14 +161,23 @@ class SpeedConfig:
         "auto", "mixed precision: auto = bf16 on GPUs that have it (else fp16), off on the CPU",
         choices=["auto", "off", "bf16", "fp16"],
     )
-    compile: str = opt("auto", "torch.compile the generator and discriminators (auto = on GPUs)", choices=["auto", "on", "off"])
-    channels_last: str = opt("auto", "channels_last memory format (auto = on GPUs)", choices=["auto", "on", "off"])
+    compile: str = opt(
+        "auto", "torch.compile the generator and discriminators (auto = on GPUs; on the CPU its compile time "
+        "outweighs what a run of minutes saves)", choices=["auto", "on", "off"],
+    )
+    channels_last: str = opt("auto", "channels_last memory format (auto = on, GPU and CPU)", choices=["auto", "on", "off"])
+    adam: str = opt(
+        "auto", "Adam implementation: auto = fused (one kernel over all parameters), foreach, or default "
+        "(torch's own choice: foreach on GPUs, a loop over the parameters on the CPU)",
+        choices=["auto", "fused", "foreach", "default"],
+    )
     loader: str = opt(
         "auto", "video decoding of --source videos: auto = NVIDIA DALI where it can decode every file, else PyAV",
         choices=["auto", "dali", "pyav"],
     )
     reference: bool = opt(
-        False, "the reference configuration: fp32, eager, reference warp, NCHW, PyAV loader (overrides the above)"
+        False, "the reference configuration: fp32, eager, reference warp, NCHW, torch's default Adam, PyAV loader "
+        "(overrides the above)"
     )
 
 
@@ -214,7 +230,7 @@ PRESETS = {
         "model": {"ngf": 32, "n_downsample_G": 2, "n_blocks": 4, "ndf": 32, "n_layers_D": 2, "num_D": 1,
                   "n_scales_temporal": 1},
         "schedule": {"niter": 4, "niter_decay": 4, "lr": 4e-4, "n_frames_total": 8, "niter_step": 2,
-                     "max_frames_total": 16, "epoch_length": 16},
+                     "max_frames_total": 16, "epoch_length": 16, "max_minutes": 5.0},
         "run": {"name": "demo", "save_latest_freq": 200, "print_freq": 20, "display_freq": 200},
     },
 }
@@ -330,6 +346,8 @@ def validate(config: Config) -> None:
         raise ConfigError("data.source 'videos' makes edge-map labels: it needs data.label_nc 0 and data.input_nc 1")
     if len(data.video_size) != 2 or min(data.video_size) < 32:
         raise ConfigError(f"data.video_size must be (height, width), both >= 32, got {data.video_size}")
+    if config.schedule.max_minutes and data.source != "frames":
+        raise ConfigError("schedule.max_minutes needs data.source 'frames' (its epoch length is what fits the budget)")
     if config.schedule.niter + config.schedule.niter_decay == 0:
         raise ConfigError("schedule.niter + schedule.niter_decay must be at least 1 epoch")
 

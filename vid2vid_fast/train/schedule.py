@@ -7,9 +7,18 @@ The original changes its settings at the end of an epoch, so each takes effect f
 - clip length: after each epoch that is a multiple of ``niter_step``, ``n_frames_total`` becomes
   ``n_frames_total * 2 ** (epoch // niter_step)`` (capped);
 - ``niter_fix_global``: with several spatial scales, only the finest trains until the end of that epoch.
+
+A run with a wall-clock budget (``max_minutes``) keeps this schedule and changes only how many clips an
+epoch holds: ``IterationBudget`` records the iteration count that fits the budget at the measured speed
+and the epoch length that spreads the schedule over that count (the last epoch may be cut short).
 """
 
+import math
 from dataclasses import dataclass
+
+# Of the time left after measuring, the share the fitted iterations may take: the speed measured over
+# a few iterations varies by a few percent over a run, and the final checkpoint takes a moment.
+BUDGET_SAFETY = 0.95
 
 
 @dataclass(frozen=True)
@@ -73,3 +82,33 @@ class Schedule:
         """False while only the finest generator scale trains (niter_fix_global)."""
         self._check(epoch)
         return self.n_scales_spatial == 1 or self.niter_fix_global == 0 or epoch > self.niter_fix_global
+
+
+@dataclass(frozen=True)
+class IterationBudget:
+    """The schedule of a run with a wall-clock budget, fixed once after measuring its speed (and kept in
+    its checkpoints, so that a resumed run continues the same schedule)."""
+
+    minutes: float
+    seconds_per_iteration: float  # measured over the first iterations, compilation excluded
+    iterations: int  # the run stops here
+    epoch_length: int  # clips per epoch, so that the schedule's epochs span ``iterations``
+
+    @classmethod
+    def fit(cls, minutes: float, elapsed: float, seconds_per_iteration: float, epoch_length: int,
+            schedule_iterations: int, max_iters: int = 0) -> "IterationBudget":
+        """The budget of ``minutes`` with ``elapsed`` seconds already spent, at ``seconds_per_iteration``;
+        ``schedule_iterations`` is what the whole schedule takes with ``epoch_length`` clips per epoch
+        (iterations grow in proportion to it), ``max_iters`` (0 = none) caps the count."""
+        if minutes <= 0 or seconds_per_iteration <= 0 or epoch_length < 1 or schedule_iterations < 1:
+            raise ValueError(
+                f"a budget needs minutes, seconds_per_iteration, epoch_length and schedule_iterations > 0, got "
+                f"{minutes}, {seconds_per_iteration}, {epoch_length}, {schedule_iterations}"
+            )
+        left = max(0.0, minutes * 60 - elapsed)
+        iterations = max(1, int(left * BUDGET_SAFETY / seconds_per_iteration))
+        if max_iters:
+            iterations = min(iterations, max_iters)
+        # the smallest epoch length whose schedule is at least ``iterations`` long; the run stops there
+        fitted = max(1, math.ceil(iterations * epoch_length / schedule_iterations))
+        return cls(float(minutes), float(seconds_per_iteration), iterations, fitted)

@@ -1,14 +1,37 @@
 """The speed switches of a run, resolved for the device it runs on.
 
-Each switch can be set on its own (``--backend``, ``--amp``, ``--compile``, ``--channels_last``);
-``auto`` turns on what helps on that device. ``--reference`` gives the reference configuration that
-speedups are measured against: fp32, eager, the plain-PyTorch warp, contiguous (NCHW) tensors.
+Each switch can be set on its own (``--backend``, ``--amp``, ``--compile``, ``--channels_last``,
+``--adam``); ``auto`` turns on what measurably helps on that kind of device. ``--reference`` gives the
+reference configuration that speedups are measured against: fp32, eager, the plain-PyTorch warp,
+contiguous (NCHW) tensors, torch's default Adam.
+
+What ``auto`` chooses is a rule per device type, not a probe at start-up: a probe would cost each run
+the compile it is trying to price (two minutes cold on a 2-core CPU) and, on a shared machine, would time
+other processes' load as much as the switch. The CPU rules come from ``vid2vid-fast bench --preset demo``
+(reference and fast iterations interleaved; speedup as the median ratio of neighbouring iterations) with
+one switch at a time turned back, and a profile of the demo step, on a 2-core AVX2 CPU shared with other
+work (load average 15-17, 2026-12-01):
+
+- channels_last: on. Convolutions are ~60% of the step and BatchNorm ~13%; oneDNN's NHWC kernels are
+  faster. Without it the fast configuration is 1.02-1.04x the reference, with it 1.29-1.32x.
+- Adam: fused. One kernel over all 134 parameter tensors: 7.4 ms a step against 15.9 ms for torch's
+  default on the CPU (a loop over the tensors) and 16.4 ms for foreach; 1.27x with the default.
+- torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain), and compiling costs
+  ~2 minutes cold (7-9 s from the inductor cache): a loss for runs of minutes.
+- AMP: off (no fast bf16 on CPUs without AMX / AVX512-BF16).
+
+On GPUs all of them are on, with bf16 (fp16 where bf16 is not supported).
+
+Every choice can be measured on another machine with ``vid2vid-fast bench`` and a flag
+(``--compile on``, ``--channels_last off``, ...).
 """
 
 from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+
+from .config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -18,6 +41,7 @@ class Speed:
     compile: bool
     channels_last: bool
     loader: str = "auto"  # video decoding of --source videos: "auto", "dali" or "pyav"
+    adam: str = "default"  # Adam's implementation: "fused", "foreach" or "default" (torch's own choice)
 
     @property
     def amp_dtype(self):
@@ -32,14 +56,19 @@ class Speed:
             return nullcontext()
         return torch.autocast(device.type, dtype=self.amp_dtype)
 
+    @property
+    def adam_options(self) -> dict:
+        """Keyword arguments of torch.optim.Adam for the chosen implementation."""
+        return {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[self.adam]
+
     def describe(self) -> str:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "
-            f"channels_last {'on' if self.channels_last else 'off'}, loader {self.loader}"
+            f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}"
         )
 
 
-REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav")
+REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default")
 
 
 def resolve_speed(speed_config, device: torch.device) -> Speed:
@@ -53,17 +82,27 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
     if speed_config.backend in ("cuda", "triton") and not on_gpu:
         raise ValueError(f"backend {speed_config.backend!r} needs the run on a GPU (device cuda)")
 
-    def switch(value):
-        return on_gpu if value == "auto" else value == "on"
+    def switch(value, auto: bool):
+        return auto if value == "auto" else value == "on"
 
+    adam = "fused" if speed_config.adam == "auto" else speed_config.adam
     return Speed(
-        speed_config.backend, amp, switch(speed_config.compile), switch(speed_config.channels_last), speed_config.loader
+        speed_config.backend, amp, switch(speed_config.compile, auto=on_gpu),
+        switch(speed_config.channels_last, auto=True), speed_config.loader, adam,
     )
+
+
+def compiled_graphs() -> int:
+    """How many graphs torch.compile has compiled in this process so far (it grows during an iteration
+    that compiled or recompiled)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU")
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA GPU (use --device cpu or auto)")
     return torch.device(name)

@@ -17,10 +17,13 @@ terms in the generator's loss are computed with the discriminators' parameters f
 unwrapped modules, so that each DDP module sees exactly one backward per iteration.
 """
 
+import copy
+import dataclasses
 import json
 import logging
 import math
 import signal
+import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from vid2vid_fast.models import MultiscaleDiscriminator, TemporalDiscriminators, Vid2VidGenerator
 from vid2vid_fast.models.flow_source import make_flow_source
 from vid2vid_fast.models.losses import (
+    LossTotals,
     LossWeights,
     VGGLoss,
     discriminator_loss,
@@ -39,17 +43,18 @@ from vid2vid_fast.models.losses import (
     flow_loss,
     flow_warp_loss,
     gan_loss,
+    loss_terms,
     temporal_consistency_loss,
     weight_loss,
 )
 
 from . import checkpoint as ckpt
 from . import run_folder
-from .config import Config, save_yaml, to_dict
+from .config import Config, ConfigError, save_yaml, to_dict
 from .data import FrameSource, label_channels, prepare_data
 from .distributed import DistInfo, any_rank, barrier, broadcast_object, gather_objects, init_distributed, min_over_ranks
-from .schedule import Schedule
-from .speed import Speed, resolve_device, resolve_speed
+from .schedule import IterationBudget, Schedule
+from .speed import Speed, compiled_graphs, resolve_device, resolve_speed
 from .video_source import VideoSource, prepare_videos
 
 log = logging.getLogger("vid2vid_fast.train")
@@ -57,6 +62,12 @@ log = logging.getLogger("vid2vid_fast.train")
 # With fp16 the GradScaler skips steps whose gradients overflow and lowers its scale; losses that stay
 # non-finite for this many iterations in a row are not an overflow it can fix.
 FP16_NONFINITE_PATIENCE = 8
+
+# The speed a max_minutes budget is fitted with is the median over at least this many iterations (after
+# any compilation) and this share of the budget: on a shared machine a few seconds can be far from
+# typical, and the measured iterations are not kept (the schedule starts over once it is fixed).
+BUDGET_MEASURED_ITERATIONS = 8
+BUDGET_MEASURED_SHARE = 0.03
 
 
 class TrainingInterrupted(Exception):
@@ -137,6 +148,26 @@ class Carry:
         return cls(prev, state["first_frame"], {k: v.to(device) for k, v in state["history"].items()})
 
 
+@dataclass
+class ChunkForward:
+    """One chunk's forward pass: the generator's outputs per frame, the carry for the next chunk, the
+    real frames and ground-truth flow (B x n x ...), and the same laid out (B·n) x ... frame-major for
+    the losses (in the run's memory format)."""
+
+    outputs: list
+    carry: Carry
+    real: torch.Tensor
+    flow_gt: torch.Tensor
+    fake: torch.Tensor
+    raw: torch.Tensor
+    fake_prev: torch.Tensor  # the previous frame each was composited onto (detached)
+    labels: torch.Tensor
+    real_f: torch.Tensor
+    real_prev_f: torch.Tensor
+    flow_gt_f: torch.Tensor
+    conf_f: torch.Tensor
+
+
 class Trainer:
     """One training run. ``Trainer(config).train()`` runs the whole schedule (or ``max_iters``);
     ``resume`` names a checkpoint (or run folder) to continue from.
@@ -161,14 +192,15 @@ class Trainer:
         self.checkpoint_path = run_folder.checkpoint_in(self.run_dir)
         self.show_progress = (config.run.progress if progress is None else progress) and self.dist.is_main
         self.schedule = Schedule.from_config(config)
-        self.weights = LossWeights(config.loss.lambda_feat, config.loss.lambda_T, config.loss.lambda_F)
+        weights = LossWeights(config.loss.lambda_feat, config.loss.lambda_T, config.loss.lambda_F)
+        self.loss_terms = loss_terms(weights, config.model.n_scales_spatial, config.model.n_scales_temporal)
 
         # rank 0 builds the data set (once, cached); the others wait and then find it built
         if self.dist.is_main:
-            self.source = self._make_source(progress=self.show_progress)
+            self.source = self._make_source(config, progress=self.show_progress)
         barrier(self.dist)
         if not self.dist.is_main:
-            self.source = self._make_source(progress=False)
+            self.source = self._make_source(config, progress=False)
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
@@ -181,16 +213,20 @@ class Trainer:
         self.vgg = VGGLoss(config.loss.vgg_weights or None).to(device)
 
         s = config.schedule
-        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2))
+        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2), **self.speed.adam_options)
         self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
         self.opt_D = torch.optim.Adam(self.D.parameters(), **adam)
         self.opt_D_T = [torch.optim.Adam(d.parameters(), **adam) for d in self.D_T.scales]
+        # the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
+        self.optimizers = {"G": self.opt_G, "D": self.opt_D, **{f"D_T_{s}": o for s, o in enumerate(self.opt_D_T)}}
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
 
         self.epoch, self.position, self.chunk, self.iteration = 1, 0, 0, 0
         self.carry: Carry | None = None
         self.nonfinite_streak = 0
         self.iteration_times: list[float] = []
+        self.compile_seconds = 0.0  # iterations in which torch.compile compiled, kept out of iteration_times
+        self.budget: IterationBudget | None = None
         self._wrapped_for = None
         self._stop_signal = None
         if resume is not None:
@@ -212,12 +248,12 @@ class Trainer:
             raise answer
         return answer
 
-    def _make_source(self, progress: bool):
-        if self.config.data.source == "videos":
-            videos = prepare_videos(self.config, progress=progress)
-            return VideoSource(self.config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
-        root, train_phase, _ = prepare_data(self.config, progress=progress)
-        return FrameSource(self.config, root, train_phase, self.dist.rank, self.dist.world_size)
+    def _make_source(self, config: Config, progress: bool):
+        if config.data.source == "videos":
+            videos = prepare_videos(config, progress=progress)
+            return VideoSource(config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
+        root, train_phase, _ = prepare_data(config, progress=progress)
+        return FrameSource(config, root, train_phase, self.dist.rank, self.dist.world_size)
 
     # ------------------------------------------------------------------ models in their training form
 
@@ -296,100 +332,123 @@ class Trainer:
     def train_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry):
         """One iteration: forward, losses, and the G, D and temporal-D steps. Returns the losses as floats,
         the carry for the next chunk and the generated frames ((B·n) x C x H x W, detached)."""
-        m, w = self.config.model, self.weights
-        backend = self.speed.backend
-        n = len(frames)
+        chunk = self.forward_chunk(A, B, frames, carry)
+        with self.speed.autocast(self.device):
+            losses = self.chunk_losses(chunk)
+        values = self._loss_values(losses)
+        self._check_finite(values)
+        self.optimizer_steps(losses)
+        return values, chunk.carry, chunk.fake.detach()
+
+    def forward_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry) -> "ChunkForward":
+        """The generator over the chunk's frames and the ground-truth flow, laid out for the losses."""
         with self.speed.autocast(self.device):
             outputs, fake_prev, new_carry = self.generate_chunk(A, frames, carry)
-
         real = B[:, frames]  # B x n x 3 x H x W
         real_prev = B[:, [f - 1 for f in frames]]
         flow_gt, conf = self.flow_source(real, real_prev)  # B x n x 2/1 x H x W, no gradient
+        # a no_first_img first frame has no generated predecessor: the original compares it with the
+        # real previous frame
+        prev = [p if p is not None else real_prev[:, i] for i, p in enumerate(fake_prev)]
+        return ChunkForward(
+            outputs=outputs,
+            carry=new_carry,
+            real=real,
+            flow_gt=flow_gt,
+            fake=self._stack([o.img_final for o in outputs]),
+            raw=self._stack([o.img_raw for o in outputs]),
+            fake_prev=self._stack(prev),
+            labels=self._by_frame(A[:, frames]),
+            real_f=self._by_frame(real),
+            real_prev_f=self._by_frame(real_prev),
+            flow_gt_f=self._by_frame(flow_gt),
+            conf_f=self._by_frame(conf),
+        )
 
-        def by_frame(x):  # B x n x ... -> (B·n) x ..., frame-major within each clip
-            return self._fmt(x.flatten(0, 1))
+    def _by_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """B x n x ... -> (B·n) x ..., frame-major within each clip."""
+        return self._fmt(x.flatten(0, 1))
 
-        def stack(tensors):  # n tensors of B x ... -> (B·n) x ...
-            return self._fmt(torch.stack(tensors, dim=1).flatten(0, 1))
+    def _stack(self, tensors: list) -> torch.Tensor:
+        """n tensors of B x ... -> (B·n) x ..., frame-major within each clip."""
+        return self._fmt(torch.stack(tensors, dim=1).flatten(0, 1))
 
-        fake = stack([o.img_final for o in outputs])
-        raw = stack([o.img_raw for o in outputs])
-        real_f, real_prev_f, labels = by_frame(real), by_frame(real_prev), by_frame(A[:, frames])
-        flow_gt_f, conf_f = by_frame(flow_gt), by_frame(conf)
-        losses = {}
-        with self.speed.autocast(self.device):
-            # image discriminator, on the final and the raw frames (the original sums both)
-            pred_real = self.D_train(torch.cat([labels, real_f], 1))
-            pred_fake = self.D_train(torch.cat([labels, fake.detach()], 1))
-            pred_raw = self.D_train(torch.cat([labels, raw.detach()], 1))
-            losses["D_real"] = 2 * gan_loss(pred_real, True)
-            losses["D_fake"] = gan_loss(pred_fake, False) + gan_loss(pred_raw, False)
-            loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])
+    def chunk_losses(self, chunk: "ChunkForward") -> LossTotals:
+        """Every loss term of the chunk (image D, the generator's terms, temporal Ds), each added to
+        the registry's owner."""
+        m = self.config.model
+        backend = self.speed.backend
+        losses = LossTotals(self.loss_terms)
+        labels, fake, raw, real_f = chunk.labels, chunk.fake, chunk.raw, chunk.real_f
+        # image discriminator, on the final and the raw frames (the original sums both)
+        pred_real = self.D_train(torch.cat([labels, real_f], 1))
+        pred_fake = self.D_train(torch.cat([labels, fake.detach()], 1))
+        pred_raw = self.D_train(torch.cat([labels, raw.detach()], 1))
+        losses.add("D_real", 2 * gan_loss(pred_real, True))
+        losses.add("D_fake", gan_loss(pred_fake, False) + gan_loss(pred_raw, False))
 
-            with frozen(self.D):
-                g_fake = self.D_for_G(torch.cat([labels, fake], 1))
-                g_raw = self.D_for_G(torch.cat([labels, raw], 1))
-            losses["G_GAN"] = gan_loss(g_fake, True) + gan_loss(g_raw, True)
-            losses["G_GAN_Feat"] = w.lambda_feat * (
-                feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
-                + feature_matching_loss(g_raw, pred_real, m.num_D, m.n_layers_D)
-            )
-            if self.vgg.enabled:
-                losses["G_VGG"] = w.lambda_feat * (self.vgg(fake, real_f) + self.vgg(raw, real_f))
+        with frozen(self.D):
+            g_fake = self.D_for_G(torch.cat([labels, fake], 1))
+            g_raw = self.D_for_G(torch.cat([labels, raw], 1))
+        losses.add("G_GAN", gan_loss(g_fake, True) + gan_loss(g_raw, True))
+        losses.add("G_GAN_Feat", feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
+                   + feature_matching_loss(g_raw, pred_real, m.num_D, m.n_layers_D))
+        if self.vgg.enabled:
+            losses.add("G_VGG", self.vgg(fake, real_f) + self.vgg(raw, real_f))
 
-            # flow and warp losses, on the frames that have a flow (all but a no_first_img first frame)
-            with_flow = [i for i, o in enumerate(outputs) if o.flow is not None]
-            if with_flow:
-                rows = self._rows(with_flow, n, A.shape[0])
-                flow = stack([outputs[i].flow for i in with_flow])
-                losses["F_Flow"] = w.flow_weight(m.n_scales_spatial) * flow_loss(flow, flow_gt_f[rows], conf_f[rows])
-                losses["F_Warp"] = w.lambda_T * flow_warp_loss(real_prev_f[rows], flow, real_f[rows], conf_f[rows], backend=backend)
-                if m.no_first_img:
-                    weight = stack([outputs[i].weight for i in with_flow])
-                    losses["W"] = w.lambda_W * weight_loss(weight, conf_f[rows])
-            # a no_first_img first frame has no generated predecessor: the original compares it with the
-            # real previous frame
-            prev_f = stack([p if p is not None else real_prev[:, i] for i, p in enumerate(fake_prev)])
-            losses["G_Warp"] = w.lambda_T * temporal_consistency_loss(fake, prev_f, flow_gt_f, conf_f, backend=backend)
+        # flow and warp losses, on the frames that have a flow (all but a no_first_img first frame)
+        outputs = chunk.outputs
+        with_flow = [i for i, o in enumerate(outputs) if o.flow is not None]
+        if with_flow:
+            rows = self._rows(with_flow, len(outputs), chunk.real.shape[0])
+            flow = self._stack([outputs[i].flow for i in with_flow])
+            conf = chunk.conf_f[rows]
+            losses.add("F_Flow", flow_loss(flow, chunk.flow_gt_f[rows], conf))
+            losses.add("F_Warp", flow_warp_loss(chunk.real_prev_f[rows], flow, real_f[rows], conf, backend=backend))
+            if m.no_first_img:
+                losses.add("W", weight_loss(self._stack([outputs[i].weight for i in with_flow]), conf))
+        losses.add("G_Warp", temporal_consistency_loss(fake, chunk.fake_prev, chunk.flow_gt_f, chunk.conf_f, backend=backend))
 
-            loss_D_T = self._temporal_losses(real, torch.stack([o.img_final for o in outputs], 1), flow_gt, new_carry, losses)
+        fake_frames = torch.stack([o.img_final for o in outputs], 1)
+        self._temporal_losses(chunk.real, fake_frames, chunk.flow_gt, chunk.carry, losses)
+        return losses
 
-        generator_terms = [k for k in losses if k.startswith(("G_", "F_", "W"))]
-        loss_G = sum(losses[k] for k in generator_terms)
-        losses["G_total"], losses["D_total"] = loss_G, loss_D
-        values = {k: float(v) for k, v in zip(losses, torch.stack([v.detach().float() for v in losses.values()]).tolist())}
-        self._check_finite(values)
+    def _loss_values(self, losses: LossTotals) -> dict:
+        """Every term and the G and D totals as floats (one device-to-host copy)."""
+        tensors = {**losses.values, "G_total": losses.total("G"), "D_total": losses.total("D")}
+        floats = torch.stack([v.detach().float() for v in tensors.values()]).tolist()
+        return dict(zip(tensors, floats))
 
-        self.opt_G.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_G).backward()
-        self.scaler.step(self.opt_G)
-        self.opt_D.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_D).backward()
-        self.scaler.step(self.opt_D)
-        for s, loss in loss_D_T.items():
-            self.opt_D_T[s].zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt_D_T[s])
+    def optimizer_steps(self, losses: LossTotals):
+        """Each owner's backward pass and optimizer step, in the order G, D, temporal Ds."""
+        totals = {owner: losses.total(owner) for owner in losses.owners()}
+        for owner, optimizer in self.optimizers.items():
+            if owner not in totals:
+                continue  # a temporal scale with too few frames so far in the clip
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(totals[owner]).backward()
+            self.scaler.step(optimizer)
+        unowned = set(totals) - set(self.optimizers)
+        if unowned:
+            raise KeyError(f"loss terms owned by {sorted(unowned)}, which no optimizer trains")
         self.scaler.update()
-        return values, new_carry, fake.detach()
 
     @staticmethod
     def _rows(frame_ids: list[int], n: int, batch: int) -> list[int]:
         """Rows of the (B·n) frame-major batch that belong to the given frames of the chunk."""
         return [b * n + i for b in range(batch) for i in frame_ids]
 
-    def _temporal_losses(self, real, fake, flow_gt, carry: Carry, losses: dict) -> dict:
-        """Temporal discriminators on the clip's frames so far (history + this chunk); adds the
-        generator's temporal terms to ``losses``, returns ``{scale: temporal D loss}``, and keeps the
-        history the next chunk needs in ``carry``."""
-        m, w = self.config.model, self.weights
+    def _temporal_losses(self, real, fake, flow_gt, carry: Carry, losses: LossTotals):
+        """Temporal discriminators on the clip's frames so far (history + this chunk); adds their terms
+        and the generator's temporal terms to ``losses`` and keeps the history the next chunk needs in
+        ``carry``."""
+        m = self.config.model
         tD = m.n_frames_D
         history = carry.history
         real_all = torch.cat([history["real"], real], 1) if history else real
         fake_all = torch.cat([history["fake"], fake], 1) if history else fake
         flow_all = torch.cat([history["flow"], flow_gt], 1) if history else flow_gt
         total, n = real_all.shape[1], real.shape[1]
-        loss_D_T = {}
         for s in range(m.n_scales_temporal):
             stride = tD**s
             span = stride * (tD - 1)
@@ -411,19 +470,17 @@ class Trainer:
             real_in, fake_in = self._fmt(torch.cat(real_in)), self._fmt(torch.cat(fake_in))
             pred_real = self.D_T_train[s](real_in)
             pred_fake = self.D_T_train[s](fake_in.detach())
-            loss_D_T[s] = discriminator_loss(pred_real, pred_fake)
             with frozen(self.D_T.scales[s]):
                 g_fake = self.D_T_for_G[s](fake_in)
-            losses[f"G_T_GAN_{s}"] = gan_loss(g_fake, True)
-            losses[f"G_T_GAN_Feat_{s}"] = w.lambda_feat * feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
-            losses[f"D_T_{s}"] = loss_D_T[s]
+            losses.add(f"G_T_GAN_{s}", gan_loss(g_fake, True))
+            losses.add(f"G_T_GAN_Feat_{s}", feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D))
+            losses.add(f"D_T_{s}", discriminator_loss(pred_real, pred_fake))
         keep = tD ** (m.n_scales_temporal - 1) * (tD - 1)
         carry.history = {
             "real": real_all[:, -keep:].detach(),
             "fake": fake_all[:, -keep:].detach(),
             "flow": flow_all[:, -keep:].detach(),
         }
-        return loss_D_T
 
     def _check_finite(self, values: dict):
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
@@ -453,17 +510,127 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def total_iterations(self) -> int:
-        total = sum(
+    def schedule_iterations(self) -> int:
+        """Iterations of the whole schedule with the data source's epoch length."""
+        return sum(
             self.source.iterations(e, self.schedule.n_frames_total_at(e)) for e in range(1, self.schedule.total_epochs + 1)
         )
-        max_iters = self.config.schedule.max_iters
-        return min(total, max_iters) if max_iters else total
+
+    @property
+    def iteration_limit(self) -> int:
+        """Where the run stops early (0 = it runs the whole schedule): the budget's count, or max_iters."""
+        return self.budget.iterations if self.budget is not None else self.config.schedule.max_iters
+
+    def total_iterations(self) -> int:
+        total, limit = self.schedule_iterations(), self.iteration_limit
+        return min(total, limit) if limit else total
+
+    def clip_chunks(self, A: torch.Tensor) -> list[list[int]]:
+        """The chunks (lists of absolute frame indices) a clip of labels A is walked in; every rank
+        walks as many as the shortest clip of any rank allows."""
+        tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
+        n_generated = A.shape[1] - tG + 1
+        per_load = min(per_load, n_generated)
+        n_chunks = min_over_ranks(self.dist, n_generated // per_load, self.device)
+        return [list(range(tG - 1 + c * per_load, tG - 1 + (c + 1) * per_load)) for c in range(n_chunks)]
+
+    def timed_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry):
+        """``train_chunk``, timed: the time of an iteration in which torch.compile compiled goes to
+        ``compile_seconds``, the others to ``iteration_times``."""
+        graphs = compiled_graphs()
+        began = time.perf_counter()
+        result = self.train_chunk(A, B, frames, carry)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - began
+        if compiled_graphs() != graphs:
+            self.compile_seconds += seconds
+        else:
+            self.iteration_times.append(seconds)
+        return result
+
+    def fit_budget(self, started: float) -> IterationBudget:
+        """Train the first iterations to measure the speed (torch.compile compiles here, outside the
+        measured times), put every model, optimizer and random generator back as it was, and fix the
+        schedule that fits the rest of the ``max_minutes`` budget counted from ``started``."""
+        snapshot = copy.deepcopy({
+            "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), "D_T": self.D_T.state_dict()},
+            "optimizers": {owner: o.state_dict() for owner, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_state(self.device),
+        })
+        per_iteration = self._measure_speed(BUDGET_MEASURED_SHARE * 60 * self.config.schedule.max_minutes)
+        for name, module in (("G", self.G), ("D", self.D), ("D_T", self.D_T)):
+            module.load_state_dict(snapshot["models"][name])
+        for owner, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(snapshot["optimizers"][owner])
+        self.scaler.load_state_dict(snapshot["scaler"])
+        ckpt.set_rng_state(snapshot["rng"], self.device)
+
+        # the slowest rank sets the pace; every rank must fit the same count
+        s = self.config.schedule
+        budget = IterationBudget.fit(
+            s.max_minutes, time.perf_counter() - started, per_iteration, self.source.order.epoch_length,
+            self.schedule_iterations(), s.max_iters,
+        )
+        iterations = min_over_ranks(self.dist, budget.iterations, self.device)
+        least = self.config.data.batch_size * self.dist.world_size
+        epoch_length = -min_over_ranks(self.dist, -max(budget.epoch_length, least), self.device)
+        return dataclasses.replace(budget, iterations=iterations, epoch_length=epoch_length)
+
+    def _measure_speed(self, seconds: float) -> float:
+        """Median seconds per iteration over the iterations of epoch 1 that did not compile, at least
+        BUDGET_MEASURED_ITERATIONS of them and ``seconds`` in all (their times are taken back out of
+        iteration_times)."""
+        timed_before = len(self.iteration_times)
+        for iterations, _ in enumerate(self.measuring_iterations(), start=1):
+            measured = self.iteration_times[timed_before:]
+            short = len(measured) < BUDGET_MEASURED_ITERATIONS or sum(measured) < seconds
+            # every rank stops together (each step of a clip is collective)
+            if not any_rank(self.dist, short, self.device):
+                del self.iteration_times[timed_before:]
+                return statistics.median(measured)
+            if iterations - len(measured) > BUDGET_MEASURED_ITERATIONS:
+                raise RuntimeError("torch.compile kept recompiling while the speed was measured; "
+                                   "use --compile off or --max_minutes 0")
+
+    def measuring_iterations(self):
+        """Timed training iterations over epoch 1's clips, again and again, without the run's bookkeeping
+        (progress, logs, checkpoints): what measuring the speed needs. Yields after each iteration."""
+        self._set_epoch(1)
+        while True:
+            for batch in self.source.batches(1, self.schedule.n_frames_total_at(1)):
+                A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
+                carry = self.start_carry(B)
+                for frames in self.clip_chunks(A):
+                    _, carry, _ = self.timed_chunk(A, B, frames, carry)
+                    yield
+
+    def apply_budget(self, budget: IterationBudget):
+        """Train on the budget's schedule: its epoch length, stopping at its iteration count."""
+        self.budget = budget
+        fitted = copy.deepcopy(self.config)
+        fitted.schedule.epoch_length = budget.epoch_length
+        self.source = self._make_source(fitted, progress=False)
 
     def train(self) -> dict:
-        """Run until the schedule (or max_iters) ends. Returns a summary (iterations, speed)."""
+        """Run until the schedule (or max_iters, or the budget's count) ends. Returns a summary (iterations,
+        speed)."""
+        started = time.perf_counter()
+        if self.config.schedule.max_minutes and self.budget is None:
+            if self.iteration:
+                raise ConfigError(
+                    "max_minutes fits a schedule from the start of a run; this run was resumed at iteration "
+                    f"{self.iteration} from a checkpoint without one (resume it with --max_minutes 0)"
+                )
+            self.apply_budget(self.fit_budget(started))
+            if self.dist.is_main:
+                b = self.budget
+                log.info("budget %.1f min: %.3f s/iteration measured (compilation %.0f s): %d iterations, "
+                         "epochs of %d clips", b.minutes, b.seconds_per_iteration, self.compile_seconds,
+                         b.iterations, b.epoch_length)
         total = self.total_iterations()
-        max_iters = self.config.schedule.max_iters
+        max_iters = self.iteration_limit
         bar = self._progress_bar(total)
         self._install_signal_handlers()
         if self.dist.is_main:
@@ -478,23 +645,15 @@ class Trainer:
                 )
                 for batch in batches:
                     A, B = self._to_device(batch["A"]), self._to_device(batch["B"])
-                    tG, per_load = self.config.model.n_frames_G, self.config.schedule.max_frames_per_gpu
-                    n_generated = A.shape[1] - tG + 1
-                    per_load = min(per_load, n_generated)
-                    n_chunks = min_over_ranks(self.dist, n_generated // per_load, self.device)
+                    chunks = self.clip_chunks(A)
                     if self.carry is None:
                         self.carry = self.start_carry(B)
-                    while self.chunk < n_chunks:
+                    while self.chunk < len(chunks):
                         if any_rank(self.dist, self._stop_signal is not None, self.device):
                             self.save()
                             raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, self.checkpoint_path, self.iteration)
-                        start = tG - 1 + self.chunk * per_load
-                        frames = list(range(start, start + per_load))
-                        began = time.perf_counter()
-                        values, self.carry, fake = self.train_chunk(A, B, frames, self.carry)
-                        if self.device.type == "cuda":
-                            torch.cuda.synchronize(self.device)
-                        self.iteration_times.append(time.perf_counter() - began)
+                        frames = chunks[self.chunk]
+                        values, self.carry, fake = self.timed_chunk(A, B, frames, self.carry)
                         self.chunk += 1
                         self.iteration += 1
                         self._log(values, bar, A, B, fake, frames)
@@ -529,6 +688,7 @@ class Trainer:
             "iterations_per_second": 1.0 / per_iter if times else float("nan"),
             "frames_per_second": self.config.schedule.max_frames_per_gpu * self.config.data.batch_size
             * self.dist.world_size / per_iter if times else float("nan"),
+            "compile_seconds": self.compile_seconds,
             "peak_memory_bytes": peak,
             "speed": self.speed.describe(),
             "device": str(self.device),
@@ -546,6 +706,7 @@ class Trainer:
                 **{f"D_T_{s}": o.state_dict() for s, o in enumerate(self.opt_D_T)},
             },
             "scaler": self.scaler.state_dict(),
+            "budget": None if self.budget is None else dataclasses.asdict(self.budget),
             "progress": {
                 "epoch": self.epoch,
                 "position": self.position,
@@ -590,6 +751,8 @@ class Trainer:
             ckpt.load_optimizer_state(optimizer, payload["optimizers"][f"D_T_{s}"], f"temporal discriminator {s}", path)
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
+        if payload.get("budget"):
+            self.apply_budget(IterationBudget(**payload["budget"]))
         self.epoch, self.position = progress["epoch"], progress["position"]
         self.chunk, self.iteration = progress["chunk"], progress["iteration"]
         self.nonfinite_streak = progress["nonfinite_streak"]
