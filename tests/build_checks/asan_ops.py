@@ -1,9 +1,10 @@
 """Run by tests/test_build.py under AddressSanitizer: builds the CPU kernels with -fsanitize=address, loads them
 through VID2VID_FAST_LIBRARY and runs every op forward and backward on hostile inputs. Any out-of-bounds
-access aborts the process with an AddressSanitizer report on stderr.
+access aborts the process with an AddressSanitizer report on stderr. With --cuda-emulated it does the same
+for the CUDA kernels emulated on the CPU (cuda_emulated.py), through their own op namespace.
 
     LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-        python asan_ops.py BUILD_DIR [--csrc DIR]
+        python asan_ops.py BUILD_DIR [--csrc DIR] [--cuda-emulated]
 
 The interpreter is not instrumented, so the ASan runtime must be preloaded; the compiler processes that the
 build starts are not given LD_PRELOAD.
@@ -14,6 +15,7 @@ import itertools
 import os
 from pathlib import Path
 
+import cuda_emulated
 import torch
 from torch.utils import cpp_extension
 
@@ -89,7 +91,7 @@ def op_inputs(op, shape, flow_kind, per_channel_mask):
 
 def run(fn, tensors, dtype, layout, padding_mode):
     leaves, views = zip(*(as_layout(t.to(dtype), layout) for t in tensors))
-    out = fn(*views, padding_mode, backend="cpu")
+    out = fn(*views, padding_mode)
     if out.dim() == 0:  # masked_warp_l1's loss
         out.backward()
     else:
@@ -102,15 +104,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", type=Path)
     parser.add_argument("--csrc", type=Path, default=CSRC, help="the sources to build (default: this checkout's)")
+    parser.add_argument("--cuda-emulated", action="store_true", help="the CUDA kernels, emulated on the CPU")
     args = parser.parse_args()
 
-    library = build(args.build_dir, args.csrc)
-    os.environ["VID2VID_FAST_LIBRARY"] = library
-    import vid2vid_fast as v2v
-    from vid2vid_fast.ops import backends
+    names = ("flow_warp", "warp_blend", "masked_warp_l1")
+    if args.cuda_emulated:
+        os.environ.pop("LD_PRELOAD", None)  # for the compiler processes, as in build()
+        os.environ["VID2VID_FAST_NO_EXTENSION"] = "1"  # only the emulated ops run
+        library = cuda_emulated.build(args.build_dir, args.csrc, ASAN_CFLAGS, ASAN_LDFLAGS,
+                                      name="vid2vid_fast_cuda_emulated_asan")
+        ops = cuda_emulated.load(library)
+        functions = {name: getattr(ops, name) for name in names}
+    else:
+        library = build(args.build_dir, args.csrc)
+        os.environ["VID2VID_FAST_LIBRARY"] = library
+        import vid2vid_fast as v2v
+        from vid2vid_fast.ops import backends
 
-    assert backends.EXTENSION_SOURCE.endswith(library), backends.EXTENSION_SOURCE
-    functions = {"flow_warp": v2v.flow_warp, "warp_blend": v2v.warp_blend, "masked_warp_l1": v2v.masked_warp_l1}
+        assert backends.EXTENSION_SOURCE.endswith(library), backends.EXTENSION_SOURCE
+        functions = {name: lambda *xs, op=getattr(v2v, name): op(*xs, backend="cpu") for name in names}
     # (op, per-channel mask): masked_warp_l1 runs with a 1-channel and with a C-channel mask.
     variants = [("flow_warp", False), ("warp_blend", False), ("masked_warp_l1", False), ("masked_warp_l1", True)]
     torch.set_num_threads(4)  # several chunks per op even on a machine with fewer cores

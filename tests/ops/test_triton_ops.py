@@ -10,6 +10,7 @@ from cases import (
     CompositeStep,
     assert_close_to_reference,
     check_64bit_offsets,
+    check_backward_leaves_inputs_unchanged,
     check_autocast,
     check_compile_matches_eager,
     composite_inputs,
@@ -242,3 +243,8 @@ def test_direct_op_calls_are_checked():
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs a GPU with about 24 GB free")
 def test_64bit_offsets():
     check_64bit_offsets("triton")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_backward_leaves_inputs_unchanged(op):
+    check_backward_leaves_inputs_unchanged(op, "triton", DEVICE, dtypes=(torch.float32,))
