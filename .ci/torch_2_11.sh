@@ -37,7 +37,8 @@ PYEOF
   "$PY" -m pip install --quiet filelock "typing-extensions>=4.10" "setuptools>=64,<82" "sympy>=1.13.3" networkx \
     jinja2 fsspec numpy pyyaml ninja wheel pybind11 pytest
   # shellcheck disable=SC2086  # one requirement per word
-  "$PY" -m pip install --quiet $runtime 2>&1 | grep -v "incompatible" || true
+  # (pip's notes that these versions are not the ones torch 2.11 pins, and on index folders it skips, hidden)
+  "$PY" -m pip install --quiet $runtime 2>&1 | grep -v -e "incompatible" -e "is ignored" || true
   "$PY" -c "import torch; assert torch.__version__.startswith('2.11.'), torch.__version__"
   echo "$TORCH" > "$stamp"
 fi
