@@ -46,13 +46,23 @@ struct Pixels {
   }
 };
 
+// A thread's pixel (b, y, x) and its bilinear sample.
+template <typename acc_t>
+struct ThreadPixel {
+  int64_t b, y, x;
+  Sample<acc_t> s;
+};
+
 template <typename acc_t, typename scalar_t, typename index_t>
-V2V_HOST_DEVICE Sample<acc_t> thread_sample(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y,
-                                            int64_t x, const Pixels& p, bool zeros) {
-  const acc_t dx = static_cast<acc_t>(flow(b, 0, y, x));
-  const acc_t dy = static_cast<acc_t>(flow(b, 1, y, x));
-  return sample_at<acc_t>(static_cast<int32_t>(x), static_cast<int32_t>(y), dx, dy, static_cast<int32_t>(p.H),
-                          static_cast<int32_t>(p.W), zeros);
+V2V_HOST_DEVICE ThreadPixel<acc_t> thread_pixel(int64_t i, const Pixels& p,
+                                                const Strided4<const scalar_t, index_t>& flow, bool zeros) {
+  ThreadPixel<acc_t> t;
+  p.locate<index_t>(i, &t.b, &t.y, &t.x);
+  const acc_t dx = static_cast<acc_t>(flow(t.b, 0, t.y, t.x));
+  const acc_t dy = static_cast<acc_t>(flow(t.b, 1, t.y, t.x));
+  t.s = sample_at<acc_t>(static_cast<int32_t>(t.x), static_cast<int32_t>(t.y), dx, dy, static_cast<int32_t>(p.H),
+                         static_cast<int32_t>(p.W), zeros);
+  return t;
 }
 
 // The kernels. Each op's per-thread work is a struct of its arguments with a host-device
@@ -197,9 +207,7 @@ struct FlowWarpForward {
   bool zeros;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    int64_t b, y, x;
-    pixels.locate<index_t>(i, &b, &y, &x);
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, pixels, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
     const auto off = corner_offsets(s, img.sy, img.sx);
     for (int64_t c = 0; c < pixels.C; ++c) {
       const acc_t v = s.valid ? interpolate(read_corners<acc_t>(img.plane(b, c), off), s.x, s.y) : acc_t(NAN);
@@ -218,9 +226,7 @@ struct FlowWarpBackward {
   bool need_img, need_flow, zeros;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    int64_t b, y, x;
-    pixels.locate<index_t>(i, &b, &y, &x);
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, pixels, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
     acc_t gx = 0, gy = 0;
     if (s.valid) {
       const auto off_img = corner_offsets(s, img.sy, img.sx);
@@ -294,9 +300,7 @@ struct WarpBlendForward {
   bool zeros;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    int64_t b, y, x;
-    pixels.locate<index_t>(i, &b, &y, &x);
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, pixels, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
     const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
     const auto off = corner_offsets(s, prev.sy, prev.sx);
     for (int64_t c = 0; c < pixels.C; ++c) {
@@ -316,9 +320,7 @@ struct WarpBlendBackward {
   bool need_prev, need_flow, need_raw, need_weight, zeros;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    int64_t b, y, x;
-    pixels.locate<index_t>(i, &b, &y, &x);
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, pixels, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
     const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
     const bool need_warped = need_flow || need_weight;
     const auto off_prev = corner_offsets(s, prev.sy, prev.sx);
@@ -409,9 +411,7 @@ struct MaskedWarpL1Forward {
   bool zeros;
 
   V2V_HOST_DEVICE acc_t operator()(int64_t i) const {
-    int64_t b, y, x;
-    pixels.locate<index_t>(i, &b, &y, &x);
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, pixels, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
     const auto off = corner_offsets(s, src.sy, src.sx);
     acc_t sum = 0;
     for (int64_t c = 0; c < pixels.C; ++c) {
@@ -436,10 +436,8 @@ struct MaskedWarpL1Backward {
   bool need_src, need_flow, need_target, need_mask, mask_per_channel, zeros;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    int64_t b, y, x;
-    pixels.locate<index_t>(i, &b, &y, &x);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
     const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, pixels, zeros);
     const auto off_src = corner_offsets(s, src.sy, src.sx);
     const auto off_grad = corner_offsets(s, grad_src.acc.sy, grad_src.acc.sx);
     acc_t gx = 0, gy = 0, gm_sum = 0;
