@@ -16,6 +16,7 @@ bool parse_zeros_padding(const std::string& padding_mode) {
 }
 
 bool fits_int32(const at::Tensor& t) {
+  if (!t.defined()) return true;
   int64_t max_offset = 0;
   for (int64_t d = 0; d < t.dim(); ++d) {
     if (t.size(d) == 0) return true;

@@ -14,6 +14,13 @@
 
 #include "warp_math.h"
 
+// "vid2vid_fast", the op namespace, as a string. The CUDA emulation test library (csrc/cuda_emulation) is built
+// with -Dvid2vid_fast=vid2vid_fast_cuda_emulated, which renames the C++ namespace, the TORCH_LIBRARY namespace and
+// this string together.
+#define V2V_STRINGIFY(x) #x
+#define V2V_EXPAND_AND_STRINGIFY(x) V2V_STRINGIFY(x)
+#define V2V_OP_NAMESPACE V2V_EXPAND_AND_STRINGIFY(vid2vid_fast)
+
 namespace vid2vid_fast {
 
 // "border" -> false, "zeros" -> true.
@@ -31,9 +38,16 @@ void check_warp_blend(const at::Tensor& prev, const at::Tensor& flow, const at::
 void check_masked_warp_l1(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,
                           const at::Tensor& mask);
 
+// A view of t; of an undefined tensor, a null view (data nullptr, strides 0): what a kernel gets for a
+// gradient that is not requested, so that a missing guard faults rather than writes into an input.
 template <typename scalar_t, typename index_t>
 Strided4<scalar_t, index_t> strided4(const at::Tensor& t) {
   Strided4<scalar_t, index_t> v;
+  if (!t.defined()) {
+    v.data = nullptr;
+    v.sn = v.sc = v.sy = v.sx = 0;
+    return v;
+  }
   v.data = static_cast<scalar_t*>(t.data_ptr());
   v.sn = static_cast<index_t>(t.stride(0));
   // A single channel broadcasts over the image's channels (weights and masks are B x 1 x H x W).
@@ -43,7 +57,8 @@ Strided4<scalar_t, index_t> strided4(const at::Tensor& t) {
   return v;
 }
 
-// True when every element offset of t fits in int32, so kernels can index it with 32-bit arithmetic.
+// True when every element offset of t fits in int32, so kernels can index it with 32-bit arithmetic (an
+// undefined tensor, a null view, has no offsets).
 bool fits_int32(const at::Tensor& t);
 
 template <typename... Ts>

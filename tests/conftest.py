@@ -1,5 +1,11 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# tests/build_checks/cuda_emulated.py builds and loads the emulated CUDA backend that the op tests run.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "build_checks"))
 
 
 def pytest_collection_modifyitems(config, items):

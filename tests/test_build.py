@@ -67,7 +67,8 @@ def test_cmake_build_loads_through_VID2VID_FAST_LIBRARY(with_cuda, tmp_path):
     assert result.stdout.count("matches the reference") == (6 if with_cuda and torch.cuda.is_available() else 3)
 
 
-def test_cpu_kernels_under_address_sanitizer(tmp_path):
+def asan_environment():
+    """The environment that runs asan_ops.py under AddressSanitizer (or skips the test without one)."""
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         pytest.skip(f"no C++ compiler ({compiler})")
@@ -87,17 +88,32 @@ def test_cpu_kernels_under_address_sanitizer(tmp_path):
         MAX_JOBS=JOBS,
     )
     env.pop("VID2VID_FAST_LIBRARY", None)
+    return env
+
+
+def run_asan_ops(build_dir, env, *options):
+    result = subprocess.run(
+        [sys.executable, str(CHECKS / "asan_ops.py"), str(build_dir), *options],
+        env=env, capture_output=True, text=True, timeout=1800,
+    )
+    report = f"--- {options}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-12000:]}"
+    assert "AddressSanitizer" not in result.stderr, report
+    assert result.returncode == 0, report
+    assert result.stdout.strip().splitlines()[-1].startswith("ok: "), report
+
+
+def test_cpu_kernels_under_address_sanitizer(tmp_path):
+    env = asan_environment()
     # Every build of the CPU kernels (kernels.h) this processor can run; later runs reuse the first one's
     # build folder.
     for isa in ("avx512", "avx2", "baseline"):
-        result = subprocess.run(
-            [sys.executable, str(CHECKS / "asan_ops.py"), str(tmp_path)],
-            env=dict(env, VID2VID_FAST_CPU_ISA=isa), capture_output=True, text=True, timeout=900,
-        )
-        report = f"--- ISA {isa}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-12000:]}"
-        assert "AddressSanitizer" not in result.stderr, report
-        assert result.returncode == 0, report
-        assert result.stdout.strip().splitlines()[-1].startswith("ok: "), report
+        run_asan_ops(tmp_path, dict(env, VID2VID_FAST_CPU_ISA=isa))
+
+
+@pytest.mark.cuda_emulated
+def test_emulated_cuda_kernels_under_address_sanitizer(tmp_path):
+    """The CUDA kernels' code, run on the CPU by the emulation (cuda_emulated.py), on the same hostile inputs."""
+    run_asan_ops(tmp_path, asan_environment(), "--cuda-emulated")
 
 
 def test_jit_build_when_the_extension_is_not_installed(tmp_path):

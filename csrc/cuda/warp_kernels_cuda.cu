@@ -7,6 +7,8 @@
 // Under torch.use_deterministic_algorithms(True) the image gradient takes a deterministic path instead
 // (ImageGradSink below).
 // Offsets are 32-bit when every tensor fits, 64-bit otherwise.
+// Gradients that are not requested get null views (strided4 of an undefined tensor), never a view of an
+// input, so a missing need_* guard faults instead of overwriting the caller's tensor.
 #include <ATen/Context.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -14,15 +16,13 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/scatter_add.h>
 #include <ATen/ops/zeros.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cstdlib>
+#include <cmath>
 #include <limits>
 
 #include "../ops.h"
+#include "platform.cuh"
 
 namespace vid2vid_fast {
 namespace {
@@ -31,42 +31,83 @@ using at::Tensor;
 
 constexpr int kThreads = 256;
 
+// The pixels of a launch: one thread per output pixel (b, y, x), and the image's channel count.
+struct Pixels {
+  int64_t n, C, H, W;
+
+  // Pixel i, decomposed with index_t arithmetic (i < n, which fits index_t on the 32-bit path).
+  template <typename index_t>
+  V2V_HOST_DEVICE void locate(int64_t i, int64_t* b, int64_t* y, int64_t* x) const {
+    const index_t j = static_cast<index_t>(i);
+    *x = j % static_cast<index_t>(W);
+    const index_t rest = j / static_cast<index_t>(W);
+    *y = rest % static_cast<index_t>(H);
+    *b = rest / static_cast<index_t>(H);
+  }
+};
+
+// A thread's pixel (b, y, x) and its bilinear sample.
 template <typename acc_t>
-__device__ __forceinline__ acc_t device_nan();
-template <>
-__device__ __forceinline__ float device_nan<float>() {
-  return __int_as_float(0x7fc00000);
-}
-template <>
-__device__ __forceinline__ double device_nan<double>() {
-  return __longlong_as_double(0x7ff8000000000000LL);
-}
-
-// The pixel this thread owns, or false when it is past the end.
-template <typename index_t>
-__device__ __forceinline__ bool pixel_of_thread(int64_t n_pixels, int64_t H, int64_t W, int64_t* b, int64_t* y,
-                                                int64_t* x) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n_pixels) return false;
-  const index_t j = static_cast<index_t>(i);
-  *x = j % static_cast<index_t>(W);
-  const index_t rest = j / static_cast<index_t>(W);
-  *y = rest % static_cast<index_t>(H);
-  *b = rest / static_cast<index_t>(H);
-  return true;
-}
-
-__device__ __forceinline__ int64_t pixel_index(int64_t b, int64_t y, int64_t x, int64_t H, int64_t W) {
-  return (b * H + y) * W + x;
-}
+struct ThreadPixel {
+  int64_t b, y, x;
+  Sample<acc_t> s;
+};
 
 template <typename acc_t, typename scalar_t, typename index_t>
-__device__ __forceinline__ Sample<acc_t> thread_sample(const Strided4<const scalar_t, index_t>& flow, int64_t b,
-                                                       int64_t y, int64_t x, int64_t H, int64_t W, bool zeros) {
-  const acc_t dx = static_cast<acc_t>(flow(b, 0, y, x));
-  const acc_t dy = static_cast<acc_t>(flow(b, 1, y, x));
-  return sample_at<acc_t>(static_cast<int32_t>(x), static_cast<int32_t>(y), dx, dy, static_cast<int32_t>(H),
-                          static_cast<int32_t>(W), zeros);
+V2V_HOST_DEVICE ThreadPixel<acc_t> thread_pixel(int64_t i, const Pixels& p,
+                                                const Strided4<const scalar_t, index_t>& flow, bool zeros) {
+  ThreadPixel<acc_t> t;
+  p.locate<index_t>(i, &t.b, &t.y, &t.x);
+  const acc_t dx = static_cast<acc_t>(flow(t.b, 0, t.y, t.x));
+  const acc_t dy = static_cast<acc_t>(flow(t.b, 1, t.y, t.x));
+  t.s = sample_at<acc_t>(static_cast<int32_t>(t.x), static_cast<int32_t>(t.y), dx, dy, static_cast<int32_t>(p.H),
+                         static_cast<int32_t>(p.W), zeros);
+  return t;
+}
+
+// The kernels. Each op's per-thread work is a struct of its arguments with a host-device
+// `operator()(int64_t pixel)`; the __global__ functions below are the only kernels, thin wrappers that find
+// the thread's pixel and call it. So the host compiler can build and run the same work (csrc/cuda_emulation).
+
+template <typename Work>
+__global__ void per_pixel_kernel(Work work) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < work.pixels.n) work(i);
+}
+
+// Sums work(i) (a value per pixel, 0 past the end) over each block with a fixed tree in shared memory, into
+// one partial per block. No atomics, so the sum is reproducible.
+template <typename Work>
+__global__ void per_pixel_block_sum_kernel(Work work, typename Work::acc_t* partials) {
+  using acc_t = typename Work::acc_t;
+  __shared__ acc_t block_sum[kThreads];
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  block_sum[threadIdx.x] = i < work.pixels.n ? work(i) : acc_t(0);
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) block_sum[threadIdx.x] += block_sum[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partials[blockIdx.x] = block_sum[0];
+}
+
+int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+
+// Every launch: one thread per pixel, kThreads a block.
+template <typename Work>
+void launch_per_pixel(const Tensor& on, const Work& work) {
+  launch_kernel(per_pixel_kernel<Work>, on, blocks_for(work.pixels.n), kThreads, work);
+}
+
+template <typename Work>
+void launch_per_pixel_block_sum(const Tensor& on, const Work& work, typename Work::acc_t* partials) {
+  launch_kernel(per_pixel_block_sum_kernel<Work>, on, blocks_for(work.pixels.n), kThreads, work, partials);
+}
+
+// 32-bit offsets when every tensor (undefined ones are skipped) fits, else 64-bit.
+template <typename... Ts>
+bool use_int32(const Ts&... ts) {
+  return !force_64bit_offsets() && all_fit_int32(ts...);
 }
 
 // Where the image gradient goes.
@@ -89,12 +130,12 @@ __device__ __forceinline__ Sample<acc_t> thread_sample(const Strided4<const scal
 // Slots that a pixel does not write (a NaN flow) stay zero-filled: they add +0 to offset 0, a no-op.
 template <typename acc_t, typename index_t>
 struct ImageGradSink {
-  Strided4<acc_t, index_t> acc;
-  acc_t* values = nullptr;   // deterministic path: 4 * n_pixels * C contributions...
-  int64_t* targets = nullptr;  // ...and the storage offset within acc of each
+  Strided4<acc_t, index_t> acc;  // null when the gradient is not requested
+  acc_t* values = nullptr;       // deterministic path: 4 * n_pixels * C contributions...
+  int64_t* targets = nullptr;    // ...and the storage offset within acc of each
 
-  __device__ __forceinline__ void scatter(int64_t pixel, int64_t C, int64_t b, int64_t c, const Sample<acc_t>& s,
-                                          const CornerOffsets<index_t>& o, acc_t g) const {
+  V2V_HOST_DEVICE void scatter(int64_t pixel, int64_t C, int64_t b, int64_t c, const Sample<acc_t>& s,
+                               const CornerOffsets<index_t>& o, acc_t g) const {
     acc_t* plane = acc.plane(b, c);
     if (values == nullptr) {
       scatter_corners(s.x, s.y, o, g, [plane](index_t offset, acc_t v) { atomicAdd(plane + offset, v); });
@@ -110,21 +151,24 @@ struct ImageGradSink {
   }
 };
 
-// The slots of the deterministic path, allocated only when the flag is on; summed by finish().
-struct DeterministicSlots {
-  Tensor values, targets;
+// The image gradient of a backward: the fp32 (fp64) accumulation buffer when requested (undefined otherwise)
+// and, when the deterministic flag is on, the slots of the deterministic path, summed by finish().
+struct ImageGrad {
+  Tensor acc, values, targets;
 
-  DeterministicSlots(const Tensor& acc, int64_t n_pixels, int64_t C, bool needed) {
-    if (!needed || !at::globalContext().deterministicAlgorithms() || acc.numel() == 0) return;
-    const int64_t n = n_pixels * C * 4;
+  ImageGrad(const Tensor& like, bool needed, at::ScalarType acc_dtype, int64_t n_pixels) {
+    if (!needed) return;
+    acc = zeros_like_layout(like, acc_dtype);
+    if (!at::globalContext().deterministicAlgorithms() || acc.numel() == 0) return;
+    const int64_t n = n_pixels * like.size(1) * 4;
     values = at::zeros({n}, acc.options());
     targets = at::zeros({n}, acc.options().dtype(at::kLong));
   }
 
   template <typename acc_t, typename index_t>
-  ImageGradSink<acc_t, index_t> sink(const Tensor& acc_view) const {
+  ImageGradSink<acc_t, index_t> sink() const {
     ImageGradSink<acc_t, index_t> sink;
-    sink.acc = strided4<acc_t, index_t>(acc_view);
+    sink.acc = strided4<acc_t, index_t>(acc);
     if (values.defined()) {
       sink.values = values.data_ptr<acc_t>();
       sink.targets = targets.data_ptr<int64_t>();
@@ -134,191 +178,190 @@ struct DeterministicSlots {
 
   // acc comes from zeros_like_layout, so it is dense and non-overlapping: its storage offsets are exactly
   // 0 .. numel - 1, and a flat stride-1 view of it addresses every element by the offsets the kernel wrote.
-  void finish(Tensor& acc) const {
-    if (!values.defined()) return;
-    TORCH_INTERNAL_ASSERT(acc.is_non_overlapping_and_dense() && acc.storage_offset() == 0);
-    acc.as_strided({acc.numel()}, {1}).scatter_add_(0, targets, values);
+  // Returns the gradient in the dtype of `like` (undefined when not requested).
+  Tensor finish(const Tensor& like) {
+    if (!acc.defined()) return unrequested(like);
+    if (values.defined()) {
+      TORCH_INTERNAL_ASSERT(acc.is_non_overlapping_and_dense() && acc.storage_offset() == 0);
+      acc.as_strided({acc.numel()}, {1}).scatter_add_(0, targets, values);
+    }
+    return finish_grad(acc, like);
   }
 };
 
-int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+// The requested gradient laid out like `like`, or an undefined tensor (a null view in the kernel).
+inline Tensor requested_grad(const Tensor& like, bool needed) { return needed ? empty_like_layout(like) : Tensor(); }
+
+inline Tensor or_unrequested(const Tensor& grad, const Tensor& like) {
+  return grad.defined() ? grad : unrequested(like);
+}
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
 template <typename scalar_t, typename index_t>
-__global__ void flow_warp_forward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
-                                         Strided4<const scalar_t, index_t> img, Strided4<const scalar_t, index_t> flow,
-                                         Strided4<scalar_t, index_t> out, bool zeros) {
+struct FlowWarpForward {
   using acc_t = at::opmath_type<scalar_t>;
-  int64_t b, y, x;
-  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
-  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
-  const auto off = corner_offsets(s, img.sy, img.sx);
-  for (int64_t c = 0; c < C; ++c) {
-    const acc_t v = s.valid ? interpolate(read_corners<acc_t>(img.plane(b, c), off), s.x, s.y) : device_nan<acc_t>();
-    out(b, c, y, x) = static_cast<scalar_t>(v);
-  }
-}
+  Pixels pixels;
+  Strided4<const scalar_t, index_t> img, flow;
+  Strided4<scalar_t, index_t> out;
+  bool zeros;
 
-template <typename scalar_t, typename index_t>
-__global__ void flow_warp_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
-                                          Strided4<const scalar_t, index_t> grad_out,
-                                          Strided4<const scalar_t, index_t> img, Strided4<const scalar_t, index_t> flow,
-                                          ImageGradSink<at::opmath_type<scalar_t>, index_t> grad_img,
-                                          Strided4<scalar_t, index_t> grad_flow, bool need_img, bool need_flow,
-                                          bool zeros) {
-  using acc_t = at::opmath_type<scalar_t>;
-  int64_t b, y, x;
-  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
-  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
-  acc_t gx = 0, gy = 0;
-  if (s.valid) {
-    const auto off_img = corner_offsets(s, img.sy, img.sx);
-    const auto off_grad = corner_offsets(s, grad_img.acc.sy, grad_img.acc.sx);
-    for (int64_t c = 0; c < C; ++c) {
-      const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
-      if (need_img) grad_img.scatter(pixel_index(b, y, x, H, W), C, b, c, s, off_grad, g);
-      if (need_flow) {
-        const Corners<acc_t> k = read_corners<acc_t>(img.plane(b, c), off_img);
-        gx += g * interpolate_dx(k, s.x, s.y);
-        gy += g * interpolate_dy(k, s.x, s.y);
-      }
+  V2V_HOST_DEVICE void operator()(int64_t i) const {
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto off = corner_offsets(s, img.sy, img.sx);
+    for (int64_t c = 0; c < pixels.C; ++c) {
+      const acc_t v = s.valid ? interpolate(read_corners<acc_t>(img.plane(b, c), off), s.x, s.y) : acc_t(NAN);
+      out(b, c, y, x) = static_cast<scalar_t>(v);
     }
   }
-  if (need_flow) {
-    grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
-    grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
+};
+
+template <typename scalar_t, typename index_t>
+struct FlowWarpBackward {
+  using acc_t = at::opmath_type<scalar_t>;
+  Pixels pixels;
+  Strided4<const scalar_t, index_t> grad_out, img, flow;
+  ImageGradSink<acc_t, index_t> grad_img;
+  Strided4<scalar_t, index_t> grad_flow;
+  bool need_img, need_flow, zeros;
+
+  V2V_HOST_DEVICE void operator()(int64_t i) const {
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    acc_t gx = 0, gy = 0;
+    if (s.valid) {
+      const auto off_img = corner_offsets(s, img.sy, img.sx);
+      const auto off_grad = corner_offsets(s, grad_img.acc.sy, grad_img.acc.sx);
+      for (int64_t c = 0; c < pixels.C; ++c) {
+        const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
+        if (need_img) grad_img.scatter(i, pixels.C, b, c, s, off_grad, g);
+        if (need_flow) {
+          const Corners<acc_t> k = read_corners<acc_t>(img.plane(b, c), off_img);
+          gx += g * interpolate_dx(k, s.x, s.y);
+          gy += g * interpolate_dy(k, s.x, s.y);
+        }
+      }
+    }
+    if (need_flow) {
+      grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
+      grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
+    }
   }
-}
+};
 
 Tensor flow_warp_cuda(const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
   check_image_and_flow(img, flow, "img");
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor out = empty_like_layout(img);
-  const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
-  const int64_t n_pixels = B * H * W;
+  const Pixels pixels{img.size(0) * img.size(2) * img.size(3), img.size(1), img.size(2), img.size(3)};
   if (out.numel() == 0) return out;
-  const c10::cuda::CUDAGuard guard(img.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_cuda", [&] {
-    V2V_DISPATCH_INDEX(all_fit_int32(img, flow, out), [&] {
-      flow_warp_forward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
-          n_pixels, C, H, W, strided4<const scalar_t, index_t>(img), strided4<const scalar_t, index_t>(flow),
-          strided4<scalar_t, index_t>(out), zeros);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    V2V_DISPATCH_INDEX(use_int32(img, flow, out), [&] {
+      launch_per_pixel(img, FlowWarpForward<scalar_t, index_t>{pixels, strided4<const scalar_t, index_t>(img),
+                                                               strided4<const scalar_t, index_t>(flow),
+                                                               strided4<scalar_t, index_t>(out), zeros});
     });
   });
   return out;
 }
 
 std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const Tensor& img, const Tensor& flow,
-                                                   const std::string& padding_mode, std::array<bool, 2> mask) {
+                                                   const std::string& padding_mode, std::array<bool, 2> need) {
   check_image_and_flow(img, flow, "img");
   check_same_layout(grad_out, "grad_out", img, "img", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
-  const int64_t B = img.size(0), C = img.size(1), H = img.size(2), W = img.size(3);
-  const int64_t n_pixels = B * H * W;
-  Tensor grad_img = unrequested(img), grad_flow = unrequested(flow);
-  const c10::cuda::CUDAGuard guard(img.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const Pixels pixels{img.size(0) * img.size(2) * img.size(3), img.size(1), img.size(2), img.size(3)};
+  Tensor grad_flow = requested_grad(flow, need[1]);
+  Tensor grad_img;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    Tensor acc = mask[0] ? zeros_like_layout(img, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
-    if (mask[1]) grad_flow = empty_like_layout(flow);
-    if (n_pixels > 0) {
-      const Tensor& acc_view = mask[0] ? acc : img;
-      const DeterministicSlots slots(acc_view, n_pixels, C, mask[0]);
-      const Tensor& gf_view = mask[1] ? grad_flow : flow;
-      V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out, acc_view), [&] {
-        flow_warp_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
-            n_pixels, C, H, W, strided4<const scalar_t, index_t>(grad_out), strided4<const scalar_t, index_t>(img),
-            strided4<const scalar_t, index_t>(flow), slots.sink<acc_t, index_t>(acc_view),
-            strided4<scalar_t, index_t>(gf_view), mask[0], mask[1], zeros);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+    ImageGrad image_grad(img, need[0], c10::CppTypeToScalarType<acc_t>::value, pixels.n);
+    if (pixels.n > 0) {
+      V2V_DISPATCH_INDEX(use_int32(img, flow, grad_out, image_grad.acc, grad_flow), [&] {
+        launch_per_pixel(img, FlowWarpBackward<scalar_t, index_t>{
+                                  pixels, strided4<const scalar_t, index_t>(grad_out),
+                                  strided4<const scalar_t, index_t>(img), strided4<const scalar_t, index_t>(flow),
+                                  image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow), need[0],
+                                  need[1], zeros});
       });
-      if (mask[0]) slots.finish(acc);
     }
-    if (mask[0]) grad_img = finish_grad(acc, img);
+    grad_img = image_grad.finish(img);
   });
-  return {grad_img, grad_flow};
+  return {grad_img, or_unrequested(grad_flow, flow)};
 }
 
 // --------------------------------------------------------------------------------------------- warp_blend
 
 template <typename scalar_t, typename index_t>
-__global__ void warp_blend_forward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
-                                          Strided4<const scalar_t, index_t> prev, Strided4<const scalar_t, index_t> flow,
-                                          Strided4<const scalar_t, index_t> raw, Strided4<const scalar_t, index_t> weight,
-                                          Strided4<scalar_t, index_t> out, bool zeros) {
+struct WarpBlendForward {
   using acc_t = at::opmath_type<scalar_t>;
-  int64_t b, y, x;
-  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
-  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
-  const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
-  const auto off = corner_offsets(s, prev.sy, prev.sx);
-  for (int64_t c = 0; c < C; ++c) {
-    const acc_t warped = s.valid ? interpolate(read_corners<acc_t>(prev.plane(b, c), off), s.x, s.y) : device_nan<acc_t>();
-    out(b, c, y, x) = static_cast<scalar_t>(static_cast<acc_t>(raw(b, c, y, x)) * w + warped * (acc_t(1) - w));
+  Pixels pixels;
+  Strided4<const scalar_t, index_t> prev, flow, raw, weight;
+  Strided4<scalar_t, index_t> out;
+  bool zeros;
+
+  V2V_HOST_DEVICE void operator()(int64_t i) const {
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
+    const auto off = corner_offsets(s, prev.sy, prev.sx);
+    for (int64_t c = 0; c < pixels.C; ++c) {
+      const acc_t warped = s.valid ? interpolate(read_corners<acc_t>(prev.plane(b, c), off), s.x, s.y) : acc_t(NAN);
+      out(b, c, y, x) = static_cast<scalar_t>(static_cast<acc_t>(raw(b, c, y, x)) * w + warped * (acc_t(1) - w));
+    }
   }
-}
+};
 
 template <typename scalar_t, typename index_t>
-__global__ void warp_blend_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
-                                           Strided4<const scalar_t, index_t> grad_out,
-                                           Strided4<const scalar_t, index_t> prev, Strided4<const scalar_t, index_t> flow,
-                                           Strided4<const scalar_t, index_t> raw, Strided4<const scalar_t, index_t> weight,
-                                           ImageGradSink<at::opmath_type<scalar_t>, index_t> grad_prev,
-                                           Strided4<scalar_t, index_t> grad_flow, Strided4<scalar_t, index_t> grad_raw,
-                                           Strided4<scalar_t, index_t> grad_weight, bool need_prev, bool need_flow,
-                                           bool need_raw, bool need_weight, bool zeros) {
+struct WarpBlendBackward {
   using acc_t = at::opmath_type<scalar_t>;
-  int64_t b, y, x;
-  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
-  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
-  const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
-  const bool need_warped = need_flow || need_weight;
-  const auto off_prev = corner_offsets(s, prev.sy, prev.sx);
-  const auto off_grad = corner_offsets(s, grad_prev.acc.sy, grad_prev.acc.sx);
-  acc_t gx = 0, gy = 0, gw = 0;
-  for (int64_t c = 0; c < C; ++c) {
-    const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
-    if (need_raw) grad_raw(b, c, y, x) = static_cast<scalar_t>(g * w);
-    const acc_t gp = g * (acc_t(1) - w);
-    if (need_prev && s.valid) grad_prev.scatter(pixel_index(b, y, x, H, W), C, b, c, s, off_grad, gp);
-    if (!need_warped) continue;
-    acc_t warped = device_nan<acc_t>();
-    if (s.valid) {
-      const Corners<acc_t> k = read_corners<acc_t>(prev.plane(b, c), off_prev);
-      warped = interpolate(k, s.x, s.y);
-      gx += gp * interpolate_dx(k, s.x, s.y);
-      gy += gp * interpolate_dy(k, s.x, s.y);
+  Pixels pixels;
+  Strided4<const scalar_t, index_t> grad_out, prev, flow, raw, weight;
+  ImageGradSink<acc_t, index_t> grad_prev;
+  Strided4<scalar_t, index_t> grad_flow, grad_raw, grad_weight;
+  bool need_prev, need_flow, need_raw, need_weight, zeros;
+
+  V2V_HOST_DEVICE void operator()(int64_t i) const {
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
+    const bool need_warped = need_flow || need_weight;
+    const auto off_prev = corner_offsets(s, prev.sy, prev.sx);
+    const auto off_grad = corner_offsets(s, grad_prev.acc.sy, grad_prev.acc.sx);
+    acc_t gx = 0, gy = 0, gw = 0;
+    for (int64_t c = 0; c < pixels.C; ++c) {
+      const acc_t g = static_cast<acc_t>(grad_out(b, c, y, x));
+      if (need_raw) grad_raw(b, c, y, x) = static_cast<scalar_t>(g * w);
+      const acc_t gp = g * (acc_t(1) - w);
+      if (need_prev && s.valid) grad_prev.scatter(i, pixels.C, b, c, s, off_grad, gp);
+      if (!need_warped) continue;
+      acc_t warped = acc_t(NAN);
+      if (s.valid) {
+        const Corners<acc_t> k = read_corners<acc_t>(prev.plane(b, c), off_prev);
+        warped = interpolate(k, s.x, s.y);
+        gx += gp * interpolate_dx(k, s.x, s.y);
+        gy += gp * interpolate_dy(k, s.x, s.y);
+      }
+      gw += g * (static_cast<acc_t>(raw(b, c, y, x)) - warped);
     }
-    gw += g * (static_cast<acc_t>(raw(b, c, y, x)) - warped);
+    if (need_flow) {
+      grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
+      grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
+    }
+    if (need_weight) grad_weight(b, 0, y, x) = static_cast<scalar_t>(gw);
   }
-  if (need_flow) {
-    grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
-    grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
-  }
-  if (need_weight) grad_weight(b, 0, y, x) = static_cast<scalar_t>(gw);
-}
+};
 
 Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
                        const std::string& padding_mode) {
   check_warp_blend(prev, flow, raw, weight);
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor out = empty_like_layout(raw);
-  const int64_t B = prev.size(0), C = prev.size(1), H = prev.size(2), W = prev.size(3);
-  const int64_t n_pixels = B * H * W;
+  const Pixels pixels{prev.size(0) * prev.size(2) * prev.size(3), prev.size(1), prev.size(2), prev.size(3)};
   if (out.numel() == 0) return out;
-  const c10::cuda::CUDAGuard guard(prev.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_cuda", [&] {
-    V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, out), [&] {
-      warp_blend_forward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
-          n_pixels, C, H, W, strided4<const scalar_t, index_t>(prev), strided4<const scalar_t, index_t>(flow),
-          strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
-          strided4<scalar_t, index_t>(out), zeros);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    V2V_DISPATCH_INDEX(use_int32(prev, flow, raw, weight, out), [&] {
+      launch_per_pixel(prev, WarpBlendForward<scalar_t, index_t>{
+                                 pixels, strided4<const scalar_t, index_t>(prev), strided4<const scalar_t, index_t>(flow),
+                                 strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
+                                 strided4<scalar_t, index_t>(out), zeros});
     });
   });
   return out;
@@ -328,149 +371,130 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor
                                                                     const Tensor& flow, const Tensor& raw,
                                                                     const Tensor& weight,
                                                                     const std::string& padding_mode,
-                                                                    std::array<bool, 4> mask) {
+                                                                    std::array<bool, 4> need) {
   check_warp_blend(prev, flow, raw, weight);
   check_same_layout(grad_out, "grad_out", prev, "prev", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
-  const int64_t B = prev.size(0), C = prev.size(1), H = prev.size(2), W = prev.size(3);
-  const int64_t n_pixels = B * H * W;
-  Tensor grad_prev = unrequested(prev), grad_flow = unrequested(flow);
-  Tensor grad_raw = unrequested(raw), grad_weight = unrequested(weight);
-  const c10::cuda::CUDAGuard guard(prev.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const Pixels pixels{prev.size(0) * prev.size(2) * prev.size(3), prev.size(1), prev.size(2), prev.size(3)};
+  Tensor grad_flow = requested_grad(flow, need[1]), grad_raw = requested_grad(raw, need[2]);
+  Tensor grad_weight = requested_grad(weight, need[3]);
+  Tensor grad_prev;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    Tensor acc = mask[0] ? zeros_like_layout(prev, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
-    if (mask[1]) grad_flow = empty_like_layout(flow);
-    if (mask[2]) grad_raw = empty_like_layout(raw);
-    if (mask[3]) grad_weight = empty_like_layout(weight);
-    if (n_pixels > 0) {
-      const Tensor& acc_view = mask[0] ? acc : prev;
-      const DeterministicSlots slots(acc_view, n_pixels, C, mask[0]);
-      V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out, acc_view), [&] {
-        warp_blend_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
-            n_pixels, C, H, W, strided4<const scalar_t, index_t>(grad_out), strided4<const scalar_t, index_t>(prev),
-            strided4<const scalar_t, index_t>(flow), strided4<const scalar_t, index_t>(raw),
-            strided4<const scalar_t, index_t>(weight), slots.sink<acc_t, index_t>(acc_view),
-            strided4<scalar_t, index_t>(mask[1] ? grad_flow : flow), strided4<scalar_t, index_t>(mask[2] ? grad_raw : raw),
-            strided4<scalar_t, index_t>(mask[3] ? grad_weight : weight), mask[0], mask[1], mask[2], mask[3], zeros);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+    ImageGrad image_grad(prev, need[0], c10::CppTypeToScalarType<acc_t>::value, pixels.n);
+    if (pixels.n > 0) {
+      V2V_DISPATCH_INDEX(use_int32(prev, flow, raw, weight, grad_out, image_grad.acc, grad_flow, grad_raw, grad_weight), [&] {
+        launch_per_pixel(prev, WarpBlendBackward<scalar_t, index_t>{
+                                   pixels, strided4<const scalar_t, index_t>(grad_out),
+                                   strided4<const scalar_t, index_t>(prev), strided4<const scalar_t, index_t>(flow),
+                                   strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
+                                   image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow),
+                                   strided4<scalar_t, index_t>(grad_raw), strided4<scalar_t, index_t>(grad_weight),
+                                   need[0], need[1], need[2], need[3], zeros});
       });
-      if (mask[0]) slots.finish(acc);
     }
-    if (mask[0]) grad_prev = finish_grad(acc, prev);
+    grad_prev = image_grad.finish(prev);
   });
-  return {grad_prev, grad_flow, grad_raw, grad_weight};
+  return {grad_prev, or_unrequested(grad_flow, flow), or_unrequested(grad_raw, raw),
+          or_unrequested(grad_weight, weight)};
 }
 
 // ----------------------------------------------------------------------------------------- masked_warp_l1
 
-// Sums |warped * m - t * m| over the channels of each pixel, then over the block with a fixed tree, into
-// one partial per block; the partials are summed by at::sum. No atomics, so the loss is reproducible.
+// The forward's per-pixel value: |warped * m - t * m| summed over the channels (per_pixel_block_sum_kernel
+// sums it over each block; at::sum over the blocks).
 template <typename scalar_t, typename index_t>
-__global__ void masked_warp_l1_forward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
-                                              Strided4<const scalar_t, index_t> src, Strided4<const scalar_t, index_t> flow,
-                                              Strided4<const scalar_t, index_t> target,
-                                              Strided4<const scalar_t, index_t> mask,
-                                              at::opmath_type<scalar_t>* partials, bool zeros) {
+struct MaskedWarpL1Forward {
   using acc_t = at::opmath_type<scalar_t>;
-  __shared__ acc_t block_sum[kThreads];
-  acc_t sum = 0;
-  int64_t b, y, x;
-  if (pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) {
-    const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
-      const auto off = corner_offsets(s, src.sy, src.sx);
-    for (int64_t c = 0; c < C; ++c) {
-      const acc_t warped = s.valid ? interpolate(read_corners<acc_t>(src.plane(b, c), off), s.x, s.y) : device_nan<acc_t>();
+  Pixels pixels;
+  Strided4<const scalar_t, index_t> src, flow, target, mask;
+  bool zeros;
+
+  V2V_HOST_DEVICE acc_t operator()(int64_t i) const {
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto off = corner_offsets(s, src.sy, src.sx);
+    acc_t sum = 0;
+    for (int64_t c = 0; c < pixels.C; ++c) {
+      const acc_t warped = s.valid ? interpolate(read_corners<acc_t>(src.plane(b, c), off), s.x, s.y) : acc_t(NAN);
       const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
       const acc_t d = warped * m - static_cast<acc_t>(target(b, c, y, x)) * m;
       sum += d < acc_t(0) ? -d : d;
     }
+    return sum;
   }
-  block_sum[threadIdx.x] = sum;
-  __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) block_sum[threadIdx.x] += block_sum[threadIdx.x + stride];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partials[blockIdx.x] = block_sum[0];
-}
+};
 
 template <typename scalar_t, typename index_t>
-__global__ void masked_warp_l1_backward_kernel(int64_t n_pixels, int64_t C, int64_t H, int64_t W,
-                                               const scalar_t* grad_out, double inv_count,
-                                               Strided4<const scalar_t, index_t> src,
-                                               Strided4<const scalar_t, index_t> flow,
-                                               Strided4<const scalar_t, index_t> target,
-                                               Strided4<const scalar_t, index_t> mask,
-                                               ImageGradSink<at::opmath_type<scalar_t>, index_t> grad_src,
-                                               Strided4<scalar_t, index_t> grad_flow,
-                                               Strided4<scalar_t, index_t> grad_target,
-                                               Strided4<scalar_t, index_t> grad_mask, bool need_src, bool need_flow,
-                                               bool need_target, bool need_mask, bool mask_per_channel, bool zeros) {
+struct MaskedWarpL1Backward {
   using acc_t = at::opmath_type<scalar_t>;
-  int64_t b, y, x;
-  if (!pixel_of_thread<index_t>(n_pixels, H, W, &b, &y, &x)) return;
-  const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
-  const Sample<acc_t> s = thread_sample<acc_t>(flow, b, y, x, H, W, zeros);
-  const auto off_src = corner_offsets(s, src.sy, src.sx);
-  const auto off_grad = corner_offsets(s, grad_src.acc.sy, grad_src.acc.sx);
-  acc_t gx = 0, gy = 0, gm_sum = 0;
-  for (int64_t c = 0; c < C; ++c) {
-    Corners<acc_t> k{};
-    acc_t warped = device_nan<acc_t>();
-    if (s.valid) {
-      k = read_corners<acc_t>(src.plane(b, c), off_src);
-      warped = interpolate(k, s.x, s.y);
-    }
-    const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
-    const acc_t t = static_cast<acc_t>(target(b, c, y, x));
-    const acc_t sg = sign_of(warped * m - t * m) * scale;
-    if (need_target) grad_target(b, c, y, x) = static_cast<scalar_t>(-sg * m);
-    if (need_mask) {
-      const acc_t v = sg * (warped - t);
-      if (mask_per_channel) {
-        grad_mask(b, c, y, x) = static_cast<scalar_t>(v);
-      } else {
-        gm_sum += v;
+  Pixels pixels;
+  const scalar_t* grad_out;
+  double inv_count;
+  Strided4<const scalar_t, index_t> src, flow, target, mask;
+  ImageGradSink<acc_t, index_t> grad_src;
+  Strided4<scalar_t, index_t> grad_flow, grad_target, grad_mask;
+  bool need_src, need_flow, need_target, need_mask, mask_per_channel, zeros;
+
+  V2V_HOST_DEVICE void operator()(int64_t i) const {
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
+    const auto off_src = corner_offsets(s, src.sy, src.sx);
+    const auto off_grad = corner_offsets(s, grad_src.acc.sy, grad_src.acc.sx);
+    acc_t gx = 0, gy = 0, gm_sum = 0;
+    for (int64_t c = 0; c < pixels.C; ++c) {
+      Corners<acc_t> k{};
+      acc_t warped = acc_t(NAN);
+      if (s.valid) {
+        k = read_corners<acc_t>(src.plane(b, c), off_src);
+        warped = interpolate(k, s.x, s.y);
+      }
+      const acc_t m = static_cast<acc_t>(mask(b, c, y, x));
+      const acc_t t = static_cast<acc_t>(target(b, c, y, x));
+      const acc_t sg = sign_of(warped * m - t * m) * scale;
+      if (need_target) grad_target(b, c, y, x) = static_cast<scalar_t>(-sg * m);
+      if (need_mask) {
+        const acc_t v = sg * (warped - t);
+        if (mask_per_channel) {
+          grad_mask(b, c, y, x) = static_cast<scalar_t>(v);
+        } else {
+          gm_sum += v;
+        }
+      }
+      if (s.valid) {
+        if (need_src) grad_src.scatter(i, pixels.C, b, c, s, off_grad, sg * m);
+        if (need_flow) {
+          gx += sg * m * interpolate_dx(k, s.x, s.y);
+          gy += sg * m * interpolate_dy(k, s.x, s.y);
+        }
       }
     }
-    if (s.valid) {
-      if (need_src) grad_src.scatter(pixel_index(b, y, x, H, W), C, b, c, s, off_grad, sg * m);
-      if (need_flow) {
-        gx += sg * m * interpolate_dx(k, s.x, s.y);
-        gy += sg * m * interpolate_dy(k, s.x, s.y);
-      }
+    if (need_flow) {
+      grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
+      grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
     }
+    if (need_mask && !mask_per_channel) grad_mask(b, 0, y, x) = static_cast<scalar_t>(gm_sum);
   }
-  if (need_flow) {
-    grad_flow(b, 0, y, x) = static_cast<scalar_t>(gx);
-    grad_flow(b, 1, y, x) = static_cast<scalar_t>(gy);
-  }
-  if (need_mask && !mask_per_channel) grad_mask(b, 0, y, x) = static_cast<scalar_t>(gm_sum);
-}
+};
 
 Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
                            const std::string& padding_mode) {
   check_masked_warp_l1(src, flow, target, mask);
   const bool zeros = parse_zeros_padding(padding_mode);
-  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-  const int64_t n_pixels = B * H * W;
+  const Pixels pixels{src.size(0) * src.size(2) * src.size(3), src.size(1), src.size(2), src.size(3)};
   const double count = static_cast<double>(src.numel());
   if (src.numel() == 0) return at::full({}, std::numeric_limits<double>::quiet_NaN(), src.options());
-  const c10::cuda::CUDAGuard guard(src.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const int64_t blocks = blocks_for(n_pixels);
-    Tensor partials = at::empty({blocks}, src.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-    V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask), [&] {
-      masked_warp_l1_forward_kernel<scalar_t, index_t><<<blocks, kThreads, 0, stream>>>(
-          n_pixels, C, H, W, strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
-          strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
-          partials.data_ptr<acc_t>(), zeros);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    Tensor partials = at::empty({blocks_for(pixels.n)}, src.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+    V2V_DISPATCH_INDEX(use_int32(src, flow, target, mask), [&] {
+      launch_per_pixel_block_sum(
+          src,
+          MaskedWarpL1Forward<scalar_t, index_t>{pixels, strided4<const scalar_t, index_t>(src),
+                                                 strided4<const scalar_t, index_t>(flow),
+                                                 strided4<const scalar_t, index_t>(target),
+                                                 strided4<const scalar_t, index_t>(mask), zeros},
+          partials.data_ptr<acc_t>());
     });
     out = partials.sum(at::kDouble).div_(count).to(src.scalar_type());
   });
@@ -487,48 +511,39 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Te
   TORCH_CHECK(grad_out.device() == src.device() && grad_out.scalar_type() == src.scalar_type(),
               "grad_out must be a ", src.scalar_type(), " scalar on ", src.device());
   const bool zeros = parse_zeros_padding(padding_mode);
-  const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-  const int64_t n_pixels = B * H * W;
-  const bool mask_per_channel = mask.size(1) != 1 || C == 1;
-  Tensor grad_src = unrequested(src), grad_flow = unrequested(flow);
-  Tensor grad_target = unrequested(target), grad_mask = unrequested(mask);
-  const c10::cuda::CUDAGuard guard(src.device());
-  const auto stream = c10::cuda::getCurrentCUDAStream();
+  const Pixels pixels{src.size(0) * src.size(2) * src.size(3), src.size(1), src.size(2), src.size(3)};
+  const bool mask_per_channel = mask.size(1) != 1 || pixels.C == 1;
+  Tensor grad_flow = requested_grad(flow, need[1]), grad_target = requested_grad(target, need[2]);
+  Tensor grad_mask = requested_grad(mask, need[3]);
+  Tensor grad_src;
   const Tensor grad_scalar = grad_out.reshape({}).contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    Tensor acc = need[0] ? zeros_like_layout(src, c10::CppTypeToScalarType<acc_t>::value) : Tensor();
-    if (need[1]) grad_flow = empty_like_layout(flow);
-    if (need[2]) grad_target = empty_like_layout(target);
-    if (need[3]) grad_mask = empty_like_layout(mask);
+    ImageGrad image_grad(src, need[0], c10::CppTypeToScalarType<acc_t>::value, pixels.n);
     if (src.numel() > 0) {
-      const Tensor& acc_view = need[0] ? acc : src;
-      const DeterministicSlots slots(acc_view, n_pixels, C, need[0]);
-      V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, acc_view), [&] {
-        masked_warp_l1_backward_kernel<scalar_t, index_t><<<blocks_for(n_pixels), kThreads, 0, stream>>>(
-            n_pixels, C, H, W, grad_scalar.data_ptr<scalar_t>(), 1.0 / static_cast<double>(src.numel()),
-            strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
-            strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
-            slots.sink<acc_t, index_t>(acc_view), strided4<scalar_t, index_t>(need[1] ? grad_flow : flow),
-            strided4<scalar_t, index_t>(need[2] ? grad_target : target),
-            strided4<scalar_t, index_t>(need[3] ? grad_mask : mask), need[0], need[1], need[2], need[3],
-            mask_per_channel, zeros);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      V2V_DISPATCH_INDEX(use_int32(src, flow, target, mask, image_grad.acc, grad_flow, grad_target, grad_mask), [&] {
+        launch_per_pixel(src, MaskedWarpL1Backward<scalar_t, index_t>{
+                                  pixels, grad_scalar.data_ptr<scalar_t>(), 1.0 / static_cast<double>(src.numel()),
+                                  strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
+                                  strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
+                                  image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow),
+                                  strided4<scalar_t, index_t>(grad_target), strided4<scalar_t, index_t>(grad_mask),
+                                  need[0], need[1], need[2], need[3], mask_per_channel, zeros});
       });
-      if (need[0]) slots.finish(acc);
     } else {
-      if (need[1]) grad_flow.zero_();
-      if (need[2]) grad_target.zero_();
-      if (need[3]) grad_mask.zero_();
+      for (Tensor* g : {&grad_flow, &grad_target, &grad_mask}) {
+        if (g->defined()) g->zero_();
+      }
     }
-    if (need[0]) grad_src = finish_grad(acc, src);
+    grad_src = image_grad.finish(src);
   });
-  return {grad_src, grad_flow, grad_target, grad_mask};
+  return {grad_src, or_unrequested(grad_flow, flow), or_unrequested(grad_target, target),
+          or_unrequested(grad_mask, mask)};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(vid2vid_fast, CUDA, m) {
+TORCH_LIBRARY_IMPL(vid2vid_fast, V2V_CUDA_DISPATCH_KEY, m) {
   m.impl("flow_warp", &flow_warp_cuda);
   m.impl("flow_warp_backward", &flow_warp_backward_cuda);
   m.impl("warp_blend", &warp_blend_cuda);

@@ -1,9 +1,10 @@
 """Run by tests/test_build.py under AddressSanitizer: builds the CPU kernels with -fsanitize=address, loads them
 through VID2VID_FAST_LIBRARY and runs every op forward and backward on hostile inputs. Any out-of-bounds
-access aborts the process with an AddressSanitizer report on stderr.
+access aborts the process with an AddressSanitizer report on stderr. With --cuda-emulated it does the same
+for the CUDA kernels emulated on the CPU (cuda_emulated.py), through their own op namespace.
 
     LD_PRELOAD=$(g++ -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-        python asan_ops.py BUILD_DIR [--csrc DIR]
+        python asan_ops.py BUILD_DIR [--csrc DIR] [--cuda-emulated]
 
 The interpreter is not instrumented, so the ASan runtime must be preloaded; the compiler processes that the
 build starts are not given LD_PRELOAD.
@@ -14,6 +15,7 @@ import itertools
 import os
 from pathlib import Path
 
+import cuda_emulated
 import torch
 from torch.utils import cpp_extension
 
@@ -27,6 +29,9 @@ DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 # shapes large enough that the kernels split their rows into several chunks (one per thread).
 SHAPES = ((1, 1, 1, 1), (2, 3, 1, 7), (2, 3, 6, 1), (1, 2, 5, 9), (2, 3, 7, 8), (1, 17, 3, 5), (2, 3, 67, 129),
           (1, 40, 33, 31))
+# The emulated CUDA kernels: a launch of several blocks (1023 pixels, 4 blocks) is enough; each thread costs
+# fiber switches, and 68 blocks of (2, 3, 67, 129) under AddressSanitizer would add minutes.
+EMULATED_SHAPES = SHAPES[:6] + SHAPES[7:]
 EMPTY_SHAPES = ((0, 3, 4, 5), (2, 0, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0))
 LAYOUTS = ("contiguous", "channels_last", "strided")
 FLOWS = ("ordinary", "hostile", "far", "integer")
@@ -89,7 +94,7 @@ def op_inputs(op, shape, flow_kind, per_channel_mask):
 
 def run(fn, tensors, dtype, layout, padding_mode):
     leaves, views = zip(*(as_layout(t.to(dtype), layout) for t in tensors))
-    out = fn(*views, padding_mode, backend="cpu")
+    out = fn(*views, padding_mode)
     if out.dim() == 0:  # masked_warp_l1's loss
         out.backward()
     else:
@@ -102,21 +107,32 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("build_dir", type=Path)
     parser.add_argument("--csrc", type=Path, default=CSRC, help="the sources to build (default: this checkout's)")
+    parser.add_argument("--cuda-emulated", action="store_true", help="the CUDA kernels, emulated on the CPU")
     args = parser.parse_args()
 
-    library = build(args.build_dir, args.csrc)
-    os.environ["VID2VID_FAST_LIBRARY"] = library
-    import vid2vid_fast as v2v
-    from vid2vid_fast.ops import backends
+    names = ("flow_warp", "warp_blend", "masked_warp_l1")
+    if args.cuda_emulated:
+        os.environ.pop("LD_PRELOAD", None)  # for the compiler processes, as in build()
+        os.environ["VID2VID_FAST_NO_EXTENSION"] = "1"  # only the emulated ops run
+        library = cuda_emulated.build(args.build_dir, args.csrc, ASAN_CFLAGS, ASAN_LDFLAGS,
+                                      name="vid2vid_fast_cuda_emulated_asan")
+        ops = cuda_emulated.load(library)
+        functions = {name: getattr(ops, name) for name in names}
+    else:
+        library = build(args.build_dir, args.csrc)
+        os.environ["VID2VID_FAST_LIBRARY"] = library
+        import vid2vid_fast as v2v
+        from vid2vid_fast.ops import backends
 
-    assert backends.EXTENSION_SOURCE.endswith(library), backends.EXTENSION_SOURCE
-    functions = {"flow_warp": v2v.flow_warp, "warp_blend": v2v.warp_blend, "masked_warp_l1": v2v.masked_warp_l1}
+        assert backends.EXTENSION_SOURCE.endswith(library), backends.EXTENSION_SOURCE
+        functions = {name: lambda *xs, op=getattr(v2v, name): op(*xs, backend="cpu") for name in names}
     # (op, per-channel mask): masked_warp_l1 runs with a 1-channel and with a C-channel mask.
     variants = [("flow_warp", False), ("warp_blend", False), ("masked_warp_l1", False), ("masked_warp_l1", True)]
     torch.set_num_threads(4)  # several chunks per op even on a machine with fewer cores
     torch.manual_seed(0)
     count = 0
-    for (op, per_channel_mask), shape, flow_kind in itertools.product(variants, SHAPES, FLOWS):
+    shapes = EMULATED_SHAPES if args.cuda_emulated else SHAPES
+    for (op, per_channel_mask), shape, flow_kind in itertools.product(variants, shapes, FLOWS):
         tensors = op_inputs(op, shape, flow_kind, per_channel_mask)
         for dtype, layout, padding_mode in itertools.product(DTYPES, LAYOUTS, ("border", "zeros")):
             run(functions[op], tensors, dtype, layout, padding_mode)

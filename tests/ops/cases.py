@@ -1,5 +1,10 @@
 """Inputs and comparisons shared by the op tests (DESIGN.md §5)."""
 
+import contextlib
+import itertools
+import shutil
+
+import cuda_emulated
 import pytest
 import torch
 
@@ -14,33 +19,45 @@ PADDING_MODES = ("border", "zeros")
 LAYOUTS = ("contiguous", "channels_last", "strided")
 
 
+# "cuda_emulated": the CUDA backend's code (csrc/cuda) run on the CPU by the emulation test library
+# (tests/build_checks/cuda_emulated.py), under its own op namespace; the tests reach it through OPS below.
+CUDA_EMULATED = "cuda_emulated"
+COMPILER_FOUND = shutil.which("c++") is not None
+
+
 def device_of(backend):
     if backend == "triton":
         return "cpu" if TRITON_INTERPRETED else "cuda"
     return "cuda" if backend == "cuda" else "cpu"
 
 
-def compiled_backend_params():
-    """The kernel backends for this machine: the extension's "cpu", and "cuda" and "triton" where there is a
-    GPU. (Triton under the interpreter is too slow for the full matrices: test_triton_ops.py covers it.)"""
-    names = ["cpu"] + (["cuda", "triton"] if torch.cuda.is_available() else [])
-    return [
-        pytest.param(
-            name,
-            marks=[pytest.mark.cuda] * (name != "cpu")
-            + [
-                pytest.mark.skipif(name == "triton" and not TRITON_IMPORTABLE, reason="triton is not installed"),
-                pytest.mark.skipif(name in ("cpu", "cuda") and name not in EXTENSION_DEVICES,
-                                   reason=f"the extension has no {name} kernels"),
-            ],
-        )
-        for name in names
+def _backend_marks(name):
+    if name == CUDA_EMULATED:
+        return [pytest.mark.cuda_emulated,
+                pytest.mark.skipif(not COMPILER_FOUND, reason="no C++ compiler to build the CUDA emulation")]
+    return [pytest.mark.cuda] * (name != "cpu") + [
+        pytest.mark.skipif(name == "triton" and not TRITON_IMPORTABLE, reason="triton is not installed"),
+        pytest.mark.skipif(name in ("cpu", "cuda") and name not in EXTENSION_DEVICES,
+                           reason=f"the extension has no {name} kernels"),
     ]
 
 
+def compiled_backend_params():
+    """The kernel backends for this machine: the extension's "cpu", the CUDA kernels emulated on the CPU, and
+    "cuda" and "triton" where there is a GPU. (Triton under the interpreter is too slow for the full matrices:
+    test_triton_ops.py covers it.)"""
+    names = ["cpu", CUDA_EMULATED] + (["cuda", "triton"] if torch.cuda.is_available() else [])
+    return [pytest.param(name, marks=_backend_marks(name)) for name in names]
+
+
 def backend_params():
-    """The reference and the extension's backends."""
+    """The reference and the kernel backends."""
     return [pytest.param("reference")] + compiled_backend_params()
+
+
+def public_backend_params():
+    """The backends the public functions take (all but the emulated CUDA kernels, reached only through OPS)."""
+    return [p for p in backend_params() if p.values[0] != CUDA_EMULATED]
 
 
 def make(shape, dtype=torch.float32, device="cpu", layout="contiguous", scale=1.0, offset=0.0):
@@ -106,11 +123,53 @@ def masked_warp_l1_inputs(shape, dtype, device, layout, mask_channels=1):
     return [src, flow, target, mask]
 
 
+def op_on_backend(name):
+    """The public function `name` (fn(*inputs, padding_mode, backend=...)), which also takes
+    backend="cuda_emulated": then it calls the emulated CUDA op directly, as a caller of torch.ops would
+    (autocast is the dispatcher's, csrc/autocast.cpp)."""
+    public = getattr(v2v, name)
+
+    def fn(*args, backend="auto"):
+        if backend != CUDA_EMULATED:
+            return public(*args, backend=backend)
+        return getattr(cuda_emulated.load(), name)(*args)
+
+    fn.__name__ = name
+    return fn
+
+
 OPS = {
-    "flow_warp": (flow_warp_inputs, v2v.flow_warp, reference.flow_warp),
-    "warp_blend": (warp_blend_inputs, v2v.warp_blend, reference.warp_blend),
-    "masked_warp_l1": (masked_warp_l1_inputs, v2v.masked_warp_l1, reference.masked_warp_l1),
+    "flow_warp": (flow_warp_inputs, op_on_backend("flow_warp"), reference.flow_warp),
+    "warp_blend": (warp_blend_inputs, op_on_backend("warp_blend"), reference.warp_blend),
+    "masked_warp_l1": (masked_warp_l1_inputs, op_on_backend("masked_warp_l1"), reference.masked_warp_l1),
 }
+
+
+@contextlib.contextmanager
+def deterministic_mode():
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def converging_inputs(op, shape, dtype, device, layout):
+    """Inputs whose flow sends every pixel into a 4x4 patch in the middle of the image, plus a few NaN and
+    ±Inf flows: thousands of contributions land on each of a few image pixels, where float atomics add in
+    a different order on every run."""
+    make_inputs, _, _ = OPS[op]
+    inputs = make_inputs(shape, dtype, device, layout)
+    b, _, h, w = shape
+    ys = torch.arange(h, device=device, dtype=torch.float64).view(1, h, 1).expand(b, h, w)
+    xs = torch.arange(w, device=device, dtype=torch.float64).view(1, 1, w).expand(b, h, w)
+    jitter = torch.rand(b, 2, h, w, device=device, dtype=torch.float64) * 3.7
+    flow = torch.stack((w / 2 - 2 - xs, h / 2 - 2 - ys), dim=1) + jitter
+    flow[0, 0, 1, 2], flow[0, 1, 3, 4], flow[-1, 0, 5, 6] = float("nan"), float("inf"), float("-inf")
+    flow = flow.to(dtype)
+    inputs[1] = flow.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else flow
+    return inputs
 
 
 def run_with_grads(fn, inputs, padding_mode, grad_seed=0, grad_dtype=None, **kwargs):
@@ -217,3 +276,23 @@ def check_64bit_offsets(backend):
     tail = (slice(None), slice(None), slice(h - 3, h), slice(w - 3, w))
     expected = reference.flow_warp(img[:, :, h - 4 :, w - 4 :].float(), flow[:, :, h - 4 :, w - 4 :].float(), "zeros")
     assert torch.allclose(out[tail].float(), expected[:, :, 1:, 1:], atol=1e-3)
+
+
+def check_backward_leaves_inputs_unchanged(op, backend, device, shape=(2, 3, 6, 7),
+                                           dtypes=(torch.float64, torch.float32)):
+    """With requires_grad on any non-empty subset of the inputs, backward leaves every input bit-unchanged
+    (an unrequested gradient must never be computed into a view of an input)."""
+    make_inputs, fn, _ = OPS[op]
+    for dtype in dtypes:
+        torch.manual_seed(13)
+        inputs = make_inputs(shape, dtype, device, "contiguous")
+        for subset in itertools.product((False, True), repeat=len(inputs)):
+            if not any(subset):
+                continue
+            leaves = [t.clone().requires_grad_(needed) for t, needed in zip(inputs, subset)]
+            out = fn(*leaves, "border", backend=backend)
+            out.backward(torch.ones_like(out))
+            for i, (leaf, original) in enumerate(zip(leaves, inputs)):
+                same_bits = torch.equal(leaf.detach().view(torch.uint8), original.view(torch.uint8))
+                assert same_bits, f"{op} on {backend}: input {i} changed by a backward with requires_grad {subset}"
+                assert (leaf.grad is not None) == subset[i]

@@ -1,10 +1,11 @@
 """Bad input raises a clear error that names the argument and what was expected, on every backend."""
 
+import cuda_emulated
 import pytest
 import torch
 
 import vid2vid_fast as v2v
-from cases import backend_params, device_of
+from cases import CUDA_EMULATED, COMPILER_FOUND, device_of, public_backend_params
 
 
 def good(device, dtype=torch.float32):
@@ -34,7 +35,7 @@ WEIGHT_NAME = {"warp_blend": "weight", "masked_warp_l1": "mask"}
 OPS = list(IMG_NAME)
 
 
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", public_backend_params())
 @pytest.mark.parametrize("op", OPS)
 def test_image_and_flow_errors(op, backend):
     dev = device_of(backend)
@@ -57,7 +58,7 @@ def test_image_and_flow_errors(op, backend):
             call(op, backend, **kwargs)
 
 
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", public_backend_params())
 @pytest.mark.parametrize("op", ["warp_blend", "masked_warp_l1"])
 def test_second_image_and_weight_errors(op, backend):
     dev = device_of(backend)
@@ -87,12 +88,20 @@ def test_unknown_backend_and_wrong_device():
         v2v.FlowWarp("reflect")
 
 
-@pytest.mark.skipif("cpu" not in v2v.available_backends("cpu"), reason="extension not built")
-def test_direct_op_calls_are_checked_in_cpp():
-    """Callers of torch.ops.vid2vid_fast.* skip the Python checks; the C++ ones stop a bad shape before it
-    can read out of bounds."""
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("cpu", marks=pytest.mark.skipif("cpu" not in v2v.available_backends("cpu"),
+                                                     reason="extension not built")),
+        pytest.param(CUDA_EMULATED, marks=[pytest.mark.cuda_emulated,
+                                           pytest.mark.skipif(not COMPILER_FOUND, reason="no C++ compiler")]),
+    ],
+)
+def test_direct_op_calls_are_checked_in_cpp(backend):
+    """Callers of torch.ops.vid2vid_fast.* skip the Python checks; the C++ ones (of the CPU and of the CUDA
+    backend, emulated) stop a bad shape before it can read out of bounds."""
     t = good("cpu")
-    ops = torch.ops.vid2vid_fast
+    ops = cuda_emulated.load() if backend == CUDA_EMULATED else torch.ops.vid2vid_fast
     with pytest.raises(RuntimeError, match="flow must be"):
         ops.flow_warp(t["img"], torch.rand(2, 2, 4, 6), "border")
     with pytest.raises(RuntimeError, match="padding_mode must be 'border' or 'zeros'"):

@@ -1,10 +1,17 @@
 """CUDA-only behaviour: deterministic mode, 64-bit offsets, streams. Skipped without a GPU."""
 
-import contextlib
-
 import pytest
 import torch
-from cases import OPS, assert_close_to_reference, check_64bit_offsets, make_flow, rel_error, run_with_grads
+from cases import (
+    OPS,
+    assert_close_to_reference,
+    check_64bit_offsets,
+    converging_inputs,
+    deterministic_mode,
+    make_flow,
+    rel_error,
+    run_with_grads,
+)
 
 import vid2vid_fast as v2v
 from vid2vid_fast.ops import reference
@@ -16,40 +23,13 @@ pytestmark = [
 ]
 
 
-@contextlib.contextmanager
-def deterministic_mode():
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-
-
-def converging_inputs(op, shape, dtype, layout):
-    """Inputs whose flow sends every pixel into a 4x4 patch in the middle of the image, plus a few NaN and
-    ±Inf flows: thousands of contributions land on each of a few image pixels, where float atomics add in
-    a different order on every run."""
-    make_inputs, _, _ = OPS[op]
-    inputs = make_inputs(shape, dtype, "cuda", layout)
-    b, _, h, w = shape
-    ys = torch.arange(h, device="cuda", dtype=torch.float64).view(1, h, 1).expand(b, h, w)
-    xs = torch.arange(w, device="cuda", dtype=torch.float64).view(1, 1, w).expand(b, h, w)
-    jitter = torch.rand(b, 2, h, w, device="cuda", dtype=torch.float64) * 3.7
-    flow = torch.stack((w / 2 - 2 - xs, h / 2 - 2 - ys), dim=1) + jitter
-    flow[0, 0, 1, 2], flow[0, 1, 3, 4], flow[-1, 0, 5, 6] = float("nan"), float("inf"), float("-inf")
-    flow = flow.to(dtype)
-    inputs[1] = flow.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else flow
-    return inputs
-
-
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("op", OPS)
 def test_cuda_backward_is_bit_identical_in_deterministic_mode(op, dtype, layout):
     _, fn, _ = OPS[op]
     torch.manual_seed(11)
-    inputs = converging_inputs(op, (2, 5, 64, 96), dtype, layout)
+    inputs = converging_inputs(op, (2, 5, 64, 96), dtype, "cuda", layout)
     with deterministic_mode():
         first_out, first = run_with_grads(fn, inputs, "border", backend="cuda")
         second_out, second = run_with_grads(fn, inputs, "border", backend="cuda")

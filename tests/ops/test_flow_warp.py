@@ -13,10 +13,14 @@ from cases import (
     device_of,
     make,
     compiled_backend_params,
+    public_backend_params,
     run_with_grads,
 )
 from vid2vid_fast.ops import reference
 from vid2vid_fast.ops.backends import EXTENSION_DEVICES
+
+
+flow_warp = OPS["flow_warp"][1]  # takes backend="cuda_emulated" too
 
 
 def same(backend, a, b):
@@ -30,7 +34,7 @@ def same(backend, a, b):
 def test_zero_flow_is_identity(backend, padding_mode):
     img = make((2, 3, 9, 11), device=device_of(backend))
     flow = torch.zeros(2, 2, 9, 11, device=img.device)
-    assert same(backend, v2v.flow_warp(img, flow, padding_mode, backend=backend), img)
+    assert same(backend, flow_warp(img, flow, padding_mode, backend=backend), img)
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -40,11 +44,11 @@ def test_integer_shift_moves_pixels(backend):
     flow = torch.zeros(1, 2, 8, 10, device=img.device)
     flow[:, 0] = 2.0
     flow[:, 1] = -1.0
-    out = v2v.flow_warp(img, flow, "zeros", backend=backend)
+    out = flow_warp(img, flow, "zeros", backend=backend)
     assert same(backend, out[..., 1:, :8], img[..., :7, 2:])
     assert same(backend, out[..., 0, :], torch.zeros_like(out[..., 0, :]))
     assert same(backend, out[..., :, 8:], torch.zeros_like(out[..., :, 8:]))
-    border = v2v.flow_warp(img, flow, "border", backend=backend)
+    border = flow_warp(img, flow, "border", backend=backend)
     assert same(backend, border[..., 1:, :8], img[..., :7, 2:])
     assert same(backend, border[..., 0, :8], img[..., 0, 2:])  # row -1 clamps to row 0
     assert same(backend, border[..., 3, 8:], img[..., 2, 9:].expand(-1, -1, 2))
@@ -104,12 +108,12 @@ def test_nan_flow_pixel_is_isolated(backend, padding_mode):
     img = make((1, 3, 6, 7), torch.float64, device_of(backend))
     flow = make((1, 2, 6, 7), torch.float64, device_of(backend))
     flow[0, 1, 2, 3] = float("nan")
-    out, (g_img, g_flow) = run_with_grads(v2v.flow_warp, [img, flow], padding_mode, backend=backend)
+    out, (g_img, g_flow) = run_with_grads(flow_warp, [img, flow], padding_mode, backend=backend)
     assert out[0, :, 2, 3].isnan().all() and out.isnan().sum() == 3
     assert not g_img.isnan().any() and torch.equal(g_flow[0, :, 2, 3], torch.zeros(2, dtype=torch.float64, device=img.device))
 
 
-@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("backend", public_backend_params())
 def test_resample2d_module_is_flownet2_compatible(backend):
     img = make((2, 3, 9, 8), device=device_of(backend))
     flow = make((2, 2, 9, 8), device=device_of(backend), scale=2.0)

@@ -1,8 +1,10 @@
 """torch.library integration: opcheck, torch.compile(fullgraph=True) with no graph break, autocast."""
 
+import cuda_emulated
 import pytest
 import torch
 from cases import (
+    CUDA_EMULATED,
     OPS,
     CompositeStep,
     check_autocast,
@@ -20,6 +22,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def op_namespace(backend):
+    """torch.ops.<namespace> whose ops run on `backend`."""
+    if backend == CUDA_EMULATED:
+        return cuda_emulated.load()
+    return torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
+
+
+# The backends whose autograd and autocast are the extension's C++ (csrc/autograd.cpp, csrc/autocast.cpp).
+CPP_BACKENDS = [p for p in compiled_backend_params() if p.values[0] in ("cpu", CUDA_EMULATED, "cuda")]
+
+
 @pytest.mark.parametrize("backend", compiled_backend_params())
 @pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -28,7 +41,7 @@ def test_opcheck(op, backend, dtype, layout):
     make_inputs = OPS[op][0]
     torch.manual_seed(1)
     inputs = [t.requires_grad_(True) for t in make_inputs((2, 3, 5, 7), dtype, device_of(backend), layout)]
-    namespace = torch.ops.vid2vid_fast_triton if backend == "triton" else torch.ops.vid2vid_fast
+    namespace = op_namespace(backend)
     forward = getattr(namespace, op).default
     torch.library.opcheck(forward, (*inputs, "zeros"))
     grad_out = torch.randn_like(forward(*inputs, "zeros"))
@@ -53,3 +66,35 @@ def test_meta_tensors_give_shapes():
     flow = make_flow(2, 8, 9).to("meta")
     assert torch.ops.vid2vid_fast.flow_warp(img, flow, "border").shape == img.shape
     assert torch.ops.vid2vid_fast.masked_warp_l1(img, flow, img, img[:, :1], "border").shape == ()
+
+
+@pytest.mark.parametrize("backend", CPP_BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+def test_double_backward_raises_a_clear_error(op, backend):
+    make_inputs, fn, _ = OPS[op]
+    torch.manual_seed(2)
+    inputs = [t.requires_grad_(True) for t in make_inputs((1, 2, 4, 5), torch.float64, device_of(backend), "contiguous")]
+    out = fn(*inputs, "border", backend=backend)
+    grads = torch.autograd.grad(out.sum(), inputs, create_graph=True)  # a first derivative is fine
+    with pytest.raises(RuntimeError, match=f"double backward of vid2vid_fast[a-z_]*::{op}_backward is not supported"):
+        sum(g.sum() for g in grads).backward()
+
+
+@pytest.mark.parametrize("backend", CPP_BACKENDS)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_direct_op_calls_under_autocast_run_in_the_autocast_dtype(op, backend, dtype):
+    """torch.ops.vid2vid_fast.* under torch.autocast behaves as the public functions: float32 inputs are cast
+    down to the autocast dtype, float64 ones are left alone."""
+    make_inputs = OPS[op][0]
+    device = device_of(backend)
+    torch.manual_seed(4)
+    inputs = make_inputs((2, 3, 5, 7), torch.float32, device, "channels_last")
+    forward = getattr(op_namespace(backend), op)
+    expected = forward(*[t.to(dtype) for t in inputs], "zeros")
+    with torch.autocast(device, dtype=dtype):
+        out = forward(*inputs, "zeros")
+        public = OPS[op][1](*inputs, "zeros", backend=backend)
+        wide = forward(*[t.double() for t in inputs], "zeros")
+    assert out.dtype == public.dtype == dtype and torch.equal(out, expected)
+    assert wide.dtype == torch.float64

@@ -10,6 +10,7 @@ from cases import (
     CompositeStep,
     assert_close_to_reference,
     check_64bit_offsets,
+    check_backward_leaves_inputs_unchanged,
     check_autocast,
     check_compile_matches_eager,
     composite_inputs,
@@ -242,3 +243,16 @@ def test_direct_op_calls_are_checked():
 @pytest.mark.skipif(DEVICE != "cuda", reason="needs a GPU with about 24 GB free")
 def test_64bit_offsets():
     check_64bit_offsets("triton")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_backward_leaves_inputs_unchanged(op):
+    check_backward_leaves_inputs_unchanged(op, "triton", DEVICE, dtypes=(torch.float32,))
+
+
+def test_double_backward_raises_a_clear_error():
+    make_inputs, fn, _ = OPS["flow_warp"]
+    inputs = [t.requires_grad_(True) for t in make_inputs((1, 2, 4, 5), torch.float32, DEVICE, "contiguous")]
+    grads = torch.autograd.grad(fn(*inputs, "border", backend="triton").sum(), inputs, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward of vid2vid_fast_triton::flow_warp_backward is not"):
+        sum(g.sum() for g in grads).backward()

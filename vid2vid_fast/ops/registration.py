@@ -11,17 +11,19 @@ the C++ kernels do.
 import torch
 
 
-def _register(name, n_inputs, forward_fake):
-    torch.library.register_fake(f"vid2vid_fast::{name}", forward_fake)
+def _register(namespace, name, n_inputs, forward_fake):
+    torch.library.register_fake(f"{namespace}::{name}", forward_fake)
 
     def backward_fake(grad_out, *args):
         inputs, mask = args[:n_inputs], args[-1]
         return tuple(torch.empty_like(t) if needed else t.new_empty((0,)) for t, needed in zip(inputs, mask))
 
-    torch.library.register_fake(f"vid2vid_fast::{name}_backward", backward_fake)
+    torch.library.register_fake(f"{namespace}::{name}_backward", backward_fake)
 
 
-def register():
-    _register("flow_warp", 2, lambda img, flow, padding_mode: torch.empty_like(img))
-    _register("warp_blend", 4, lambda prev, flow, raw, weight, padding_mode: torch.empty_like(raw))
-    _register("masked_warp_l1", 4, lambda src, flow, target, mask, padding_mode: src.new_empty(()))
+def register(namespace="vid2vid_fast"):
+    """The fakes of the ops in `namespace`: the extension's, or the CUDA emulation test library's
+    (vid2vid_fast_cuda_emulated, same schemas)."""
+    _register(namespace, "flow_warp", 2, lambda img, flow, padding_mode: torch.empty_like(img))
+    _register(namespace, "warp_blend", 4, lambda prev, flow, raw, weight, padding_mode: torch.empty_like(raw))
+    _register(namespace, "masked_warp_l1", 4, lambda src, flow, target, mask, padding_mode: src.new_empty(()))

@@ -127,14 +127,13 @@ class _ImageGrad:
             self.keys = self.contrib = None
 
     def args(self, name, prefix):
-        """Kernel arguments: the buffers (a harmless stand-in where unused) and strides."""
-        stand_in = self.like
+        """Kernel arguments: the buffers (a null stand-in where unused) and strides."""
         return {
-            name: self.acc if self.needed else stand_in,
-            "keys": self.keys if self.deterministic else stand_in,
-            "contrib": self.contrib if self.deterministic else stand_in,
+            name: self.acc if self.needed else _unrequested(self.like),
+            "keys": self.keys if self.deterministic else _unrequested(self.like),
+            "contrib": self.contrib if self.deterministic else _unrequested(self.like),
             "contrib_stride": _pixels(self.like) * self.like.shape[1],
-            **_strides(self.acc if self.needed else stand_in, prefix),
+            **_strides(self.acc if self.needed else self.like, prefix),
         }
 
     def contrib_size(self):
@@ -164,7 +163,15 @@ class _ImageGrad:
 
 
 def _unrequested(like):
+    """An unrequested gradient, returned as an empty tensor, and what a kernel gets for a buffer it must not
+    touch (its NEED_* is off): no elements, never a view of an input, so a missing guard cannot overwrite the
+    caller's tensor."""
     return like.new_empty((0,))
+
+
+def _grad_args(grad, like, name, prefix, strides=_strides):
+    """A gradient's kernel arguments: the buffer, or the null stand-in (with the strides of `like`)."""
+    return {name: _unrequested(like) if grad is None else grad, **strides(like if grad is None else grad, prefix)}
 
 
 # ---------------------------------------------------------------------------------------------- flow_warp
@@ -191,10 +198,9 @@ def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, padding_mo
     n = _pixels(img)
     int64 = _needs_int64(grad_out, img, flow, extra=grad_img.contrib_size())
     common, grid = _common(img, n, _zeros_padding(padding_mode), int64)
-    args = dict(grad_out=grad_out, img=img, flow=flow, grad_flow=flow if grad_flow is None else grad_flow,
+    args = dict(grad_out=grad_out, img=img, flow=flow, **_grad_args(grad_flow, flow, "grad_flow", "gf"),
                 **grad_img.args("grad_img", "gi"), **common,
                 **_strides(grad_out, "go"), **_strides(img, "img"), **_strides(flow, "flow"),
-                **_strides(flow if grad_flow is None else grad_flow, "gf"),
                 NEED_IMG=grad_img.needed, NEED_FLOW=grad_flow is not None, DETERMINISTIC=grad_img.deterministic)
     return Launch(kernels.flow_warp_backward_kernel, grid, args)
 
@@ -235,13 +241,12 @@ def plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_
     n = _pixels(prev)
     int64 = _needs_int64(grad_out, prev, flow, raw, weight, extra=grad_prev.contrib_size())
     common, grid = _common(prev, n, _zeros_padding(padding_mode), int64)
-    gf = flow if grad_flow is None else grad_flow
-    gr = raw if grad_raw is None else grad_raw
-    gw = weight if grad_weight is None else grad_weight
-    args = dict(grad_out=grad_out, prev=prev, flow=flow, raw=raw, weight=weight, grad_flow=gf, grad_raw=gr,
-                grad_weight=gw, **grad_prev.args("grad_prev", "gp"), **common,
+    args = dict(grad_out=grad_out, prev=prev, flow=flow, raw=raw, weight=weight,
+                **_grad_args(grad_flow, flow, "grad_flow", "gf"), **_grad_args(grad_raw, raw, "grad_raw", "gr"),
+                **_grad_args(grad_weight, weight, "grad_weight", "gw", _strides3),
+                **grad_prev.args("grad_prev", "gp"), **common,
                 **_strides(grad_out, "go"), **_strides(prev, "prev"), **_strides(flow, "flow"), **_strides(raw, "raw"),
-                **_strides3(weight, "w"), **_strides(gf, "gf"), **_strides(gr, "gr"), **_strides3(gw, "gw"),
+                **_strides3(weight, "w"),
                 NEED_PREV=grad_prev.needed, NEED_FLOW=grad_flow is not None, NEED_RAW=grad_raw is not None,
                 NEED_WEIGHT=grad_weight is not None, DETERMINISTIC=grad_prev.deterministic)
     return Launch(kernels.warp_blend_backward_kernel, grid, args)
@@ -300,13 +305,10 @@ def plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_
     n = _pixels(src)
     int64 = _needs_int64(src, flow, target, mask, extra=grad_src.contrib_size())
     common, grid = _common(src, n, _zeros_padding(padding_mode), int64)
-    gf = flow if grad_flow is None else grad_flow
-    gt = target if grad_target is None else grad_target
-    gm = mask if grad_mask is None else grad_mask
-    args = dict(scale=scale, src=src, flow=flow, target=target, mask=mask, grad_flow=gf, grad_target=gt,
-                grad_mask=gm, **grad_src.args("grad_src", "gs"), **common,
+    args = dict(scale=scale, src=src, flow=flow, target=target, mask=mask,
+                **_grad_args(grad_flow, flow, "grad_flow", "gf"), **_grad_args(grad_target, target, "grad_target", "gt"),
+                **_grad_args(grad_mask, mask, "grad_mask", "gm"), **grad_src.args("grad_src", "gs"), **common,
                 **_strides(src, "src"), **_strides(flow, "flow"), **_strides(target, "t"), **_strides(mask, "m"),
-                **_strides(gf, "gf"), **_strides(gt, "gt"), **_strides(gm, "gm"),
                 NEED_SRC=grad_src.needed, NEED_FLOW=grad_flow is not None, NEED_TARGET=grad_target is not None,
                 NEED_MASK=grad_mask is not None, MASK_PER_CHANNEL=mask.shape[1] != 1 or src.shape[1] == 1,
                 DETERMINISTIC=grad_src.deterministic)

@@ -8,6 +8,8 @@ torch.compile(fullgraph=True) treats them as opaque calls (no graph break, on CP
 and on CUDA). Autocast is handled before the op by the public functions (checks.autocast_inputs), which
 cast float32 inputs down to the autocast dtype and never up.
 
+A double backward (a gradient of a gradient) raises, as with the extension's ops.
+
 The backward is deterministic (bit-identical across runs) under torch.use_deterministic_algorithms(True):
 the image gradient is then written as per-corner contributions and summed in a fixed order instead of
 scattered with atomics. The flag is read when the backward runs, not when it is traced.
@@ -71,7 +73,7 @@ def masked_warp_l1_backward(
                                              _deterministic())
 
 
-def _register(forward, backward_op, n_inputs, forward_fake):
+def _register(name, forward, backward_op, n_inputs, forward_fake):
     forward.register_fake(forward_fake)
 
     @backward_op.register_fake
@@ -90,7 +92,17 @@ def _register(forward, backward_op, n_inputs, forward_fake):
 
     forward.register_autograd(backward, setup_context=setup_context)
 
+    def double_backward(ctx, *grads):
+        raise RuntimeError(
+            f"double backward of {NAMESPACE}::{name}_backward is not supported: the ops have first "
+            f'derivatives only (use the reference backend, backend="reference", for higher-order gradients)'
+        )
 
-_register(flow_warp, flow_warp_backward, 2, lambda img, flow, padding_mode: torch.empty_like(img))
-_register(warp_blend, warp_blend_backward, 4, lambda prev, flow, raw, weight, padding_mode: torch.empty_like(raw))
-_register(masked_warp_l1, masked_warp_l1_backward, 4, lambda src, flow, target, mask, padding_mode: src.new_empty(()))
+    backward_op.register_autograd(double_backward)
+
+
+_register("flow_warp", flow_warp, flow_warp_backward, 2, lambda img, flow, padding_mode: torch.empty_like(img))
+_register("warp_blend", warp_blend, warp_blend_backward, 4,
+          lambda prev, flow, raw, weight, padding_mode: torch.empty_like(raw))
+_register("masked_warp_l1", masked_warp_l1, masked_warp_l1_backward, 4,
+          lambda src, flow, target, mask, padding_mode: src.new_empty(()))
