@@ -12,9 +12,7 @@
 
 #include "threading.h"
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 // A pixel's four channels: a channel group is one block.
 constexpr int64_t kBlockChannels = 4;
@@ -144,6 +142,4 @@ struct BlockWork {
   float* scatter;  // if not null: the block's gradient buffer, which grows by t.grad[k] times the weights
 };
 
-}  // namespace
-}  // namespace V2V_CPU_ISA
-}  // namespace vid2vid_fast
+V2V_CPU_NAMESPACE_END

@@ -9,9 +9,7 @@
 
 #include "block_layout.h"
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 // Transposes, inside each 128-bit lane, the 4 x 4 matrix whose rows are that lane of v[0..3]: four
 // channels of 8 pixels (v[k]: channel k) become pixels (v[j]: pixel j in the low lane, j + 4 in the high
@@ -76,7 +74,8 @@ struct BlockKernels {
 
   // BlockWork (block_layout.h), 8 pixels at a time: a pixel's top and bottom row's corner pairs are one
   // load each. The image gradient is added 16 pixels at a time, in the order of blocks_avx512.h.
-  static void sample(TileSamples<float, int32_t>& t, const float* block, int64_t channels, const BlockWork& work) {
+  static V2V_NOINLINE void sample(TileSamples<float, int32_t>& t, const float* block, int64_t channels,
+                                  const BlockWork& work) {
     const int64_t row = 4 * static_cast<int64_t>(t.step_y);
     const __m256 nan = _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN());
     const bool grads = work.flow_grad || work.scatter != nullptr;
@@ -171,6 +170,4 @@ struct BlockKernels {
   }
 };
 
-}  // namespace
-}  // namespace V2V_CPU_ISA
-}  // namespace vid2vid_fast
+V2V_CPU_NAMESPACE_END

@@ -9,9 +9,7 @@
 
 #include "block_layout.h"
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 // GCC 12's unmasked AVX-512 shuffles start from _mm512_undefined_ps(), which it then reports as maybe
 // uninitialized (GCC bug 105593); the warning says nothing about this code.
@@ -88,7 +86,8 @@ struct BlockKernels {
 
   // BlockWork (block_layout.h), 16 pixels at a time: for each pair of pixels, the top and the bottom row's
   // corner pairs are one load each.
-  static void sample(TileSamples<float, int32_t>& t, const float* block, int64_t channels, const BlockWork& work) {
+  static V2V_NOINLINE void sample(TileSamples<float, int32_t>& t, const float* block, int64_t channels,
+                                  const BlockWork& work) {
     const int64_t row = 4 * static_cast<int64_t>(t.step_y);
     const __m512 nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
     const bool grads = work.flow_grad || work.scatter != nullptr;
@@ -187,6 +186,4 @@ struct BlockKernels {
 #pragma GCC diagnostic pop
 #endif
 
-}  // namespace
-}  // namespace V2V_CPU_ISA
-}  // namespace vid2vid_fast
+V2V_CPU_NAMESPACE_END

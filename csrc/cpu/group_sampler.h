@@ -18,9 +18,7 @@
 #define V2V_CPU_BLOCKS 0
 #endif
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 #if V2V_CPU_BLOCKS
 // Whether the ops sample img by channel blocks: for float32 with 32-bit offsets, both sizes above 1 (a
@@ -185,6 +183,4 @@ struct Nothing {
   void operator()(Args&&...) const {}
 };
 
-}  // namespace
-}  // namespace V2V_CPU_ISA
-}  // namespace vid2vid_fast
+V2V_CPU_NAMESPACE_END

@@ -19,9 +19,7 @@
 
 #include "group_sampler.h"
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 #define V2V_DISPATCH_CPU(dtype, name, ...) \
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, name, __VA_ARGS__)
@@ -44,7 +42,10 @@ Strided4<scalar_t, index_t> output_view(bool requested, const Tensor& t) {
   return requested ? strided4<scalar_t, index_t>(t) : Strided4<scalar_t, index_t>{nullptr, 0, 0, 0, 0};
 }
 
-}  // namespace
+V2V_CPU_NAMESPACE_END
+
+namespace vid2vid_fast {
+namespace V2V_CPU_ISA {
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
@@ -154,15 +155,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
           prev, flow, zeros, mask[0], mask[1], mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             const scalar_t* w_row = &wt(b, 0, y, x0);
-            for (int64_t k = 0; k < channels; ++k) {
-              const scalar_t* g_row = &go(b, c0 + k, y, x0);
-              scalar_t* gr_row = mask[2] ? &gr(b, c0 + k, y, x0) : nullptr;
-              for (int64_t x = 0; x < t.n; ++x) {
-                const acc_t g = static_cast<acc_t>(g_row[x * go.sx]), w = static_cast<acc_t>(w_row[x * wt.sx]);
-                if (mask[2]) gr_row[x * gr.sx] = static_cast<scalar_t>(g * w);
-                t.grad[k][x] = g * (acc_t(1) - w);
+            // The raw gradient's condition is a constant of each loop, which then vectorizes.
+            const auto fill = [&](auto kRawGrad) {
+              for (int64_t k = 0; k < channels; ++k) {
+                const scalar_t* g_row = &go(b, c0 + k, y, x0);
+                scalar_t* gr_row = kRawGrad ? &gr(b, c0 + k, y, x0) : nullptr;
+                for (int64_t x = 0; x < t.n; ++x) {
+                  const acc_t g = static_cast<acc_t>(g_row[x * go.sx]), w = static_cast<acc_t>(w_row[x * wt.sx]);
+                  if constexpr (kRawGrad) gr_row[x * gr.sx] = static_cast<scalar_t>(g * w);
+                  t.grad[k][x] = g * (acc_t(1) - w);
+                }
               }
-            }
+            };
+            mask[2] ? fill(std::true_type{}) : fill(std::false_type{});
           },
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             if (!mask[3]) return;

@@ -32,6 +32,17 @@
 
 #define V2V_CPU_PRELUDE_INCLUDED 1
 
+// The layers' code lives in the namespace of its build (V2V_CPU_ISA, defined after this file), with internal
+// linkage; the op entry points in ops_impl.h are the only names a build exports.
+#define V2V_CPU_NAMESPACE_BEGIN \
+  namespace vid2vid_fast {      \
+  namespace V2V_CPU_ISA {       \
+  namespace {
+#define V2V_CPU_NAMESPACE_END \
+  }                           \
+  }                           \
+  }
+
 #if defined(__clang__)
 #define V2V_IVDEP _Pragma("clang loop vectorize(assume_safety)")
 #elif defined(__GNUC__)

@@ -13,9 +13,7 @@
 
 #include "tile_samples.h"
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 // Rows of (batch, y) that a chunk should get at least, so small images do not pay for thread wake-ups.
 int64_t min_rows_per_chunk(int64_t W, int64_t C) {
@@ -123,6 +121,4 @@ double sum_rows(int64_t B, int64_t H, int64_t W, int64_t C, const RowSum& row_su
   return total;
 }
 
-}  // namespace
-}  // namespace V2V_CPU_ISA
-}  // namespace vid2vid_fast
+V2V_CPU_NAMESPACE_END

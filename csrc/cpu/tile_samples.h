@@ -6,9 +6,7 @@
 #error "include prelude.h first (before the target pragma)"
 #endif
 
-namespace vid2vid_fast {
-namespace V2V_CPU_ISA {
-namespace {
+V2V_CPU_NAMESPACE_BEGIN
 
 using at::Tensor;
 
@@ -173,6 +171,4 @@ struct alignas(64) TileSamples {
   }
 };
 
-}  // namespace
-}  // namespace V2V_CPU_ISA
-}  // namespace vid2vid_fast
+V2V_CPU_NAMESPACE_END
