@@ -7,7 +7,8 @@ run alternately, one repetition each in turn, so that a change in machine load a
 median of the repetitions after the warm-up. Each timed run follows an untimed run of the same step, so that
 its caches hold its own data (warm), or with --cold a sweep through a buffer larger than the caches. Threads
 are torch's default. The table is printed and written, with the raw times as JSON and a bar chart of the
-speedups as PNG (when matplotlib is installed), to {out}/{device}-{cpu or gpu name}-{date}[-cold].{md,json,png}.
+speedups as PNG (when matplotlib is installed), to {out}/{device}-{gpu name, or cpu name and the build of the CPU
+kernels}-{date}[-cold].{md,json,png}.
 """
 
 import argparse
@@ -52,6 +53,9 @@ def machine(device):
         # Other work on the machine slows both columns unevenly (OpenMP threads wait for busy cores).
         "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
+    if device == "cpu":
+        # Which build of the CPU kernels ran (VID2VID_FAST_CPU_ISA picks one; the default is the best one).
+        info["cpu_isa"] = torch.ops.vid2vid_fast.cpu_isa()
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
@@ -129,7 +133,8 @@ def time_case(op, shape, pass_, device, repeats, warmup, cold=None):
 
 def markdown(report):
     m = report["machine"]
-    hardware = f"{m['gpu']} (CUDA {m['cuda']}), host CPU {m['cpu']}" if "gpu" in m else m["cpu"]
+    hardware = (f"{m['gpu']} (CUDA {m['cuda']}), host CPU {m['cpu']}" if "gpu" in m
+                else f"{m['cpu']}, {m['cpu_isa']} build of the kernels")
     before = ("an untimed run of the same step (warm caches)" if report["caches"] == "warm"
               else "a sweep through a 256 MB buffer (cold caches)")
     lines = [
@@ -238,7 +243,8 @@ def main():
     print()
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    hardware = report["machine"].get("gpu") or report["machine"]["cpu"]
+    m = report["machine"]
+    hardware = m.get("gpu") or f"{m['cpu']} {m['cpu_isa']}"
     # A --quick run gets its own name, so that it never replaces a full run of the same day.
     stem = args.out / (f"{args.device}-{slug(hardware)}-{now:%Y-%m-%d}{'-cold' if args.cold else ''}"
                        f"{'-quick' if args.quick else ''}")

@@ -1,5 +1,5 @@
-// The CPU kernels, built once per instruction set (kernels_impl.h); register_cpu.cpp registers the one the
-// processor can run.
+// The CPU kernels, built once per instruction set (ops_impl.h and the layers it includes); register_cpu.cpp
+// registers the one the processor can run.
 #pragma once
 
 #include <ATen/core/Tensor.h>

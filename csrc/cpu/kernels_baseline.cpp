@@ -1,5 +1,5 @@
 // The CPU kernels for any x86-64 (or other) processor.
-#include "kernels.h"
+#include "prelude.h"
 
 #define V2V_CPU_ISA cpu_baseline
-#include "kernels_impl.h"
+#include "ops_impl.h"
