@@ -35,10 +35,11 @@ PYEOF
   )
   "$PY" -m pip install --quiet --no-deps "$TORCH"
   "$PY" -m pip install --quiet filelock "typing-extensions>=4.10" "setuptools>=64,<82" "sympy>=1.13.3" networkx \
-    jinja2 fsspec numpy pyyaml ninja wheel pybind11 pytest
+    jinja2 fsspec numpy pyyaml ninja wheel pybind11 pytest 2>&1 | grep -v -e "dependency resolver" -e "which is not installed" || true
   # shellcheck disable=SC2086  # one requirement per word
-  # (pip's notes that these versions are not the ones torch 2.11 pins, and on index folders it skips, hidden)
-  "$PY" -m pip install --quiet $runtime 2>&1 | grep -v -e "incompatible" -e "is ignored" || true
+  # (pip's notes that these versions are not the ones torch 2.11 pins, or not yet installed, and on index folders
+  # it skips, hidden; the import below checks the result)
+  "$PY" -m pip install --quiet $runtime 2>&1 | grep -v -e "incompatible" -e "is ignored" -e "dependency resolver" -e "which is not installed" || true
   "$PY" -c "import torch; assert torch.__version__.startswith('2.11.'), torch.__version__"
   echo "$TORCH" > "$stamp"
 fi
