@@ -22,4 +22,4 @@ bash scripts/setup.sh
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 start=$(date +%s)
 .venv/bin/python -m vid2vid_fast train --preset demo --output_dir runs "$@"
-echo "==> train + generate took $(( $(date +%s) - start )) s; outputs in runs/demo/"
+echo "==> train + generate took $(( $(date +%s) - start )) s; outputs in the run folder printed above (runs/demo, or runs/demo-N when runs/demo holds an earlier run)"
