@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The CUDA kernels emulated on the CPU (tests marked cuda_emulated): a test library, built here so that its
 # progress shows (the tests would build it on first use).
-echo "==> building the CUDA emulation test library (build/cuda_emulated)"
+echo "==> building the CUDA emulation test library (build/cuda_emulated-torch<version>)"
 MAX_JOBS="${MAX_JOBS:-2}" .venv/bin/python tests/build_checks/cuda_emulated.py
 echo "==> running the tests"
 exec .venv/bin/python -m pytest tests -q "$@"

@@ -16,7 +16,10 @@ from torch.utils import cpp_extension
 REPO = Path(__file__).resolve().parents[2]
 CSRC = REPO / "csrc"
 NAMESPACE = "vid2vid_fast_cuda_emulated"
-DEFAULT_BUILD_DIR = REPO / "build" / "cuda_emulated"
+# One folder per torch version: objects built against one torch's headers must not be reused with another, and
+# the versions lock the folder differently (torch 2.14 leaves an advisory-lock file "lock" behind; torch 2.11 takes
+# any such file for another build in progress and waits for it forever).
+DEFAULT_BUILD_DIR = REPO / "build" / f"cuda_emulated-torch{torch.__version__.split('+')[0]}"
 # -O1: the emulated kernels run on small test tensors, and the library builds in about a minute.
 CFLAGS = ["-O1", "-g0", f"-Dvid2vid_fast={NAMESPACE}"]
 
