@@ -9,8 +9,9 @@ What ``auto`` chooses is a rule per device type, not a probe at start-up: a prob
 the compile it is trying to price (two minutes cold on a 2-core CPU) and, on a shared machine, would time
 other processes' load as much as the switch. The CPU rules come from ``vid2vid-fast bench --preset demo``
 (reference and fast iterations interleaved; speedup as the median ratio of neighbouring iterations) with
-one switch at a time turned back, and a profile of the demo step, on a 2-core AVX2 CPU shared with other
-work (load average 15-17, 2026-12-01):
+one switch at a time turned back, and a profile of the demo step, on a 2-core AMD EPYC (Zen 5) VM shared
+with other work (load average 15-17, 2026-12-01; on the same machine quiet, the whole fast configuration
+was 1.16-1.17x the reference, and 1.24x with torch.compile):
 
 - channels_last: on. Convolutions are ~60% of the step and BatchNorm ~13%; oneDNN's NHWC kernels are
   faster. Without it the fast configuration is 1.02-1.04x the reference, with it 1.29-1.32x.
@@ -18,7 +19,8 @@ work (load average 15-17, 2026-12-01):
   default on the CPU (a loop over the tensors) and 16.4 ms for foreach; 1.27x with the default.
 - torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain), and compiling costs
   ~2 minutes cold (7-9 s from the inductor cache): a loss for runs of minutes.
-- AMP: off (no fast bf16 on CPUs without AMX / AVX512-BF16).
+- AMP: off. bf16 changes the numbers the run trains on, and most CPUs (no AMX / AVX512-BF16) have no
+  fast bf16 convolutions.
 
 On GPUs all of them are on, with bf16 (fp16 where bf16 is not supported).
 
