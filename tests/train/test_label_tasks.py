@@ -1,6 +1,8 @@
 """The run's label task (``data.task``): the presets, how a pose data set becomes training labels, and
 the three commands of "Train on your own video" (prepare, train, generate --video), with their errors."""
 
+import shutil
+
 import numpy as np
 import pytest
 from train_helpers import tiny_config
@@ -85,6 +87,13 @@ def test_prepare_train_and_transfer_with_face_labels(carphone, tmp_path, cache, 
     with av.open(str(folder / "synthesized.mp4")) as video:
         width = video.streams.video[0].width
     assert frames[0].shape[1] >= 2 * width  # label | synthesized
+
+    # a copy of the run transfers into the copy: the folder in its saved config is history
+    shutil.copytree(tmp_path / "tiny", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "tiny" / "transfer")
+    assert main(["generate", "--run", str(tmp_path / "copy"), "--video", str(carphone)]) == 0
+    assert (tmp_path / "copy" / "transfer" / "carphone_pristine" / "carphone_pristine" / "synthesized.mp4").is_file()
+    assert not (tmp_path / "tiny" / "transfer").exists()
 
 
 def test_bad_input_is_one_clear_line(tmp_path, cache, capsys):

@@ -55,6 +55,12 @@ def load_generator(checkpoint_path, config: Config | None = None, device=None):
     return generator.to(device).eval(), config
 
 
+def _run_dir(checkpoint_path: Path) -> Path:
+    """The folder a checkpoint's outputs go to by default: the run folder it lies in (wherever that is now:
+    the folder named in its saved config is history), or the checkpoint's own folder outside a run."""
+    return run_folder.run_dir_of(checkpoint_path) or checkpoint_path.parent
+
+
 @torch.no_grad()
 def synthesize(generator, labels: torch.Tensor, real: torch.Tensor, n_frames: int, *, use_flow: bool = True,
                no_first_img: bool = False, progress: Progress | None = None) -> torch.Tensor:
@@ -108,7 +114,7 @@ def generate(checkpoint_path, out_dir=None, *, config: Config | None = None, fra
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if out_dir is None:
-        out_dir = (run_folder.run_dir_of(checkpoint_path) or checkpoint_path.parent) / "generated"
+        out_dir = _run_dir(checkpoint_path) / "generated"
     generator, config = load_generator(checkpoint_path, config, device)
     out_dir = Path(out_dir)
     run_folder.check_writable(out_dir, "output folder")
@@ -171,8 +177,8 @@ def transfer(checkpoint_path, video, out_dir=None, *, device=None, fps: float | 
     info = probe_video(video)  # names a missing, empty or damaged file before the model loads
     generator, config = load_generator(checkpoint_path, None, device)
     data, tG = config.data, config.model.n_frames_G
-    run_dir = Path(config.run.output_dir) / config.run.name
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "transfer" / video.stem
+    out_dir = Path(out_dir) if out_dir is not None else _run_dir(checkpoint_path) / "transfer" / video.stem
+    run_folder.check_writable(out_dir, "output folder")
     confidence = data.label_confidence if label_confidence is None else label_confidence
     key = f"{video.resolve()}|{data.task}|{data.edge_height}|{data.max_source_frames}|{confidence}"
     root = default_cache_dir() / "transfer" / hashlib.sha256(key.encode()).hexdigest()[:12]
