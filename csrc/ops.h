@@ -94,4 +94,15 @@ inline at::Tensor finish_grad(const at::Tensor& acc_grad, const at::Tensor& like
 // Unrequested gradients are returned as empty tensors (like aten's output_mask convention).
 inline at::Tensor unrequested(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
+// Inside a backward, a gradient is allocated only when requested, laid out like `like`; an unrequested one is an
+// undefined tensor, which strided4 turns into a null view, so a write that misses its guard faults rather than
+// landing in an input. or_unrequested makes it the empty tensor the op returns.
+inline at::Tensor requested_grad(const at::Tensor& like, bool needed) {
+  return needed ? empty_like_layout(like) : at::Tensor();
+}
+
+inline at::Tensor or_unrequested(const at::Tensor& grad, const at::Tensor& like) {
+  return grad.defined() ? grad : unrequested(like);
+}
+
 }  // namespace vid2vid_fast

@@ -35,13 +35,6 @@ void copy_row(dst_t* dst, int64_t dst_stride, const src_t* src, int64_t src_stri
   }
 }
 
-// A view of an op's output `t` where it is `requested`, else a view of nothing (null data): an unrequested
-// gradient is never computed, and a write that misses its guard fails rather than landing in an input.
-template <typename scalar_t, typename index_t>
-Strided4<scalar_t, index_t> output_view(bool requested, const Tensor& t) {
-  return requested ? strided4<scalar_t, index_t>(t) : Strided4<scalar_t, index_t>{nullptr, 0, 0, 0, 0};
-}
-
 V2V_CPU_NAMESPACE_END
 
 namespace vid2vid_fast {
@@ -74,12 +67,12 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
   check_same_layout(grad_out, "grad_out", img, "img", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor grad_img = unrequested(img);
-  Tensor grad_flow = mask[1] ? empty_like_layout(flow) : unrequested(flow);
+  Tensor grad_flow = requested_grad(flow, mask[1]);
   V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const auto go = strided4<const scalar_t, index_t>(grad_out);
-      const auto gf = output_view<scalar_t, index_t>(mask[1], grad_flow);
+      const auto gf = strided4<scalar_t, index_t>(grad_flow);
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
           img, flow, zeros, mask[0], mask[1], GroupValues::kNone,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
@@ -94,7 +87,7 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
       if (mask[0]) grad_img = g;
     });
   });
-  return {grad_img, grad_flow};
+  return {grad_img, or_unrequested(grad_flow, flow)};
 }
 
 // --------------------------------------------------------------------------------------------- warp_blend
@@ -138,18 +131,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
   check_same_layout(grad_out, "grad_out", prev, "prev", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor grad_prev = unrequested(prev);
-  Tensor grad_flow = mask[1] ? empty_like_layout(flow) : unrequested(flow);
-  Tensor grad_raw = mask[2] ? empty_like_layout(raw) : unrequested(raw);
-  Tensor grad_weight = mask[3] ? empty_like_layout(weight) : unrequested(weight);
+  Tensor grad_flow = requested_grad(flow, mask[1]);
+  Tensor grad_raw = requested_grad(raw, mask[2]);
+  Tensor grad_weight = requested_grad(weight, mask[3]);
   V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const auto rw = strided4<const scalar_t, index_t>(raw);
       const auto wt = strided4<const scalar_t, index_t>(weight);
       const auto go = strided4<const scalar_t, index_t>(grad_out);
-      const auto gf = output_view<scalar_t, index_t>(mask[1], grad_flow);
-      const auto gr = output_view<scalar_t, index_t>(mask[2], grad_raw);
-      const auto gw = output_view<scalar_t, index_t>(mask[3], grad_weight);
+      const auto gf = strided4<scalar_t, index_t>(grad_flow);
+      const auto gr = strided4<scalar_t, index_t>(grad_raw);
+      const auto gw = strided4<scalar_t, index_t>(grad_weight);
       // A NaN-flow pixel's value is NaN, and so is its weight gradient; it sends no gradient to prev or flow.
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
           prev, flow, zeros, mask[0], mask[1], mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
@@ -186,7 +179,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
       if (mask[0]) grad_prev = g;
     });
   });
-  return {grad_prev, grad_flow, grad_raw, grad_weight};
+  return {grad_prev, or_unrequested(grad_flow, flow), or_unrequested(grad_raw, raw),
+          or_unrequested(grad_weight, weight)};
 }
 
 // ----------------------------------------------------------------------------------------- masked_warp_l1
@@ -241,18 +235,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
   Tensor grad_src = unrequested(src);
-  Tensor grad_flow = need[1] ? empty_like_layout(flow) : unrequested(flow);
-  Tensor grad_target = need[2] ? empty_like_layout(target) : unrequested(target);
-  Tensor grad_mask = need[3] ? empty_like_layout(mask) : unrequested(mask);
+  Tensor grad_flow = requested_grad(flow, need[1]);
+  Tensor grad_target = requested_grad(target, need[2]);
+  Tensor grad_mask = requested_grad(mask, need[3]);
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const acc_t scale = static_cast<acc_t>(grad_out.item<double>() / static_cast<double>(B * C * H * W));
       const auto tg = strided4<const scalar_t, index_t>(target);
       const auto mk = strided4<const scalar_t, index_t>(mask);
-      const auto gf = output_view<scalar_t, index_t>(need[1], grad_flow);
-      const auto gt = output_view<scalar_t, index_t>(need[2], grad_target);
-      const auto gm = output_view<scalar_t, index_t>(need[3], grad_mask);
+      const auto gf = strided4<scalar_t, index_t>(grad_flow);
+      const auto gt = strided4<scalar_t, index_t>(grad_target);
+      const auto gm = strided4<scalar_t, index_t>(grad_mask);
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
           src, flow, zeros, need[0], need[1], GroupValues::kBeforeGradients,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
@@ -287,7 +281,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
       if (need[0]) grad_src = g;
     });
   });
-  return {grad_src, grad_flow, grad_target, grad_mask};
+  return {grad_src, or_unrequested(grad_flow, flow), or_unrequested(grad_target, target),
+          or_unrequested(grad_mask, mask)};
 }
 
 }  // namespace V2V_CPU_ISA

@@ -35,6 +35,11 @@ constexpr int kThreads = 256;
 struct Pixels {
   int64_t n, C, H, W;
 
+  // The pixels of a B x C x H x W image.
+  static Pixels of(const Tensor& image) {
+    return {image.size(0) * image.size(2) * image.size(3), image.size(1), image.size(2), image.size(3)};
+  }
+
   // Pixel i, decomposed with index_t arithmetic (i < n, which fits index_t on the 32-bit path).
   template <typename index_t>
   V2V_HOST_DEVICE void locate(int64_t i, int64_t* b, int64_t* y, int64_t* x) const {
@@ -189,13 +194,6 @@ struct ImageGrad {
   }
 };
 
-// The requested gradient laid out like `like`, or an undefined tensor (a null view in the kernel).
-inline Tensor requested_grad(const Tensor& like, bool needed) { return needed ? empty_like_layout(like) : Tensor(); }
-
-inline Tensor or_unrequested(const Tensor& grad, const Tensor& like) {
-  return grad.defined() ? grad : unrequested(like);
-}
-
 // ---------------------------------------------------------------------------------------------- flow_warp
 
 template <typename scalar_t, typename index_t>
@@ -252,7 +250,7 @@ Tensor flow_warp_cuda(const Tensor& img, const Tensor& flow, const std::string& 
   check_image_and_flow(img, flow, "img");
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor out = empty_like_layout(img);
-  const Pixels pixels{img.size(0) * img.size(2) * img.size(3), img.size(1), img.size(2), img.size(3)};
+  const Pixels pixels = Pixels::of(img);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_cuda", [&] {
     V2V_DISPATCH_INDEX(use_int32(img, flow, out), [&] {
@@ -269,7 +267,7 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const
   check_image_and_flow(img, flow, "img");
   check_same_layout(grad_out, "grad_out", img, "img", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
-  const Pixels pixels{img.size(0) * img.size(2) * img.size(3), img.size(1), img.size(2), img.size(3)};
+  const Pixels pixels = Pixels::of(img);
   Tensor grad_flow = requested_grad(flow, need[1]);
   Tensor grad_img;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_backward_cuda", [&] {
@@ -354,7 +352,7 @@ Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw
   check_warp_blend(prev, flow, raw, weight);
   const bool zeros = parse_zeros_padding(padding_mode);
   Tensor out = empty_like_layout(raw);
-  const Pixels pixels{prev.size(0) * prev.size(2) * prev.size(3), prev.size(1), prev.size(2), prev.size(3)};
+  const Pixels pixels = Pixels::of(prev);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_cuda", [&] {
     V2V_DISPATCH_INDEX(use_int32(prev, flow, raw, weight, out), [&] {
@@ -375,7 +373,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor
   check_warp_blend(prev, flow, raw, weight);
   check_same_layout(grad_out, "grad_out", prev, "prev", 0);
   const bool zeros = parse_zeros_padding(padding_mode);
-  const Pixels pixels{prev.size(0) * prev.size(2) * prev.size(3), prev.size(1), prev.size(2), prev.size(3)};
+  const Pixels pixels = Pixels::of(prev);
   Tensor grad_flow = requested_grad(flow, need[1]), grad_raw = requested_grad(raw, need[2]);
   Tensor grad_weight = requested_grad(weight, need[3]);
   Tensor grad_prev;
@@ -480,7 +478,7 @@ Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& 
                            const std::string& padding_mode) {
   check_masked_warp_l1(src, flow, target, mask);
   const bool zeros = parse_zeros_padding(padding_mode);
-  const Pixels pixels{src.size(0) * src.size(2) * src.size(3), src.size(1), src.size(2), src.size(3)};
+  const Pixels pixels = Pixels::of(src);
   const double count = static_cast<double>(src.numel());
   if (src.numel() == 0) return at::full({}, std::numeric_limits<double>::quiet_NaN(), src.options());
   Tensor out;
@@ -511,7 +509,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Te
   TORCH_CHECK(grad_out.device() == src.device() && grad_out.scalar_type() == src.scalar_type(),
               "grad_out must be a ", src.scalar_type(), " scalar on ", src.device());
   const bool zeros = parse_zeros_padding(padding_mode);
-  const Pixels pixels{src.size(0) * src.size(2) * src.size(3), src.size(1), src.size(2), src.size(3)};
+  const Pixels pixels = Pixels::of(src);
   const bool mask_per_channel = mask.size(1) != 1 || pixels.C == 1;
   Tensor grad_flow = requested_grad(flow, need[1]), grad_target = requested_grad(target, need[2]);
   Tensor grad_mask = requested_grad(mask, need[3]);
