@@ -128,10 +128,11 @@ class _ImageGrad:
 
     def args(self, name, prefix):
         """Kernel arguments: the buffers (a null stand-in where unused) and strides."""
+        nothing = _unrequested(self.like)
         return {
-            name: self.acc if self.needed else _unrequested(self.like),
-            "keys": self.keys if self.deterministic else _unrequested(self.like),
-            "contrib": self.contrib if self.deterministic else _unrequested(self.like),
+            name: self.acc if self.needed else nothing,
+            "keys": self.keys if self.deterministic else nothing,
+            "contrib": self.contrib if self.deterministic else nothing,
             "contrib_stride": _pixels(self.like) * self.like.shape[1],
             **_strides(self.acc if self.needed else self.like, prefix),
         }
