@@ -249,10 +249,17 @@ class FrameSource:
     def __init__(self, config, root, phase, rank: int = 0, world_size: int = 1):
         self.config = config
         self.dataset = make_dataset(config, root, phase)
-        self.order = EpochOrder(len(self.dataset), config.schedule.epoch_length, config.run.seed, rank, world_size)
-        if len(self.order) < config.data.batch_size:
+        self.rank, self.world_size = rank, world_size
+        self.set_epoch_length(config.schedule.epoch_length)
+
+    def set_epoch_length(self, epoch_length: int):
+        """Epochs of ``epoch_length`` clips (0: one per sequence) from now on; a wall-clock budget
+        (train/schedule.py, IterationBudget) changes it once it has measured the speed."""
+        self.order = EpochOrder(len(self.dataset), epoch_length, self.config.run.seed, self.rank, self.world_size)
+        if len(self.order) < self.config.data.batch_size:
             raise ConfigError(
-                f"an epoch holds {len(self.order)} clips per process, fewer than batch_size={config.data.batch_size}"
+                f"an epoch holds {len(self.order)} clips per process, fewer than "
+                f"batch_size={self.config.data.batch_size}"
             )
 
     def epoch_batches(self, epoch: int) -> list[list[tuple[int, int]]]:

@@ -197,10 +197,10 @@ class Trainer:
 
         # rank 0 builds the data set (once, cached); the others wait and then find it built
         if self.dist.is_main:
-            self.source = self._make_source(config, progress=self.show_progress)
+            self.source = self._make_source(progress=self.show_progress)
         barrier(self.dist)
         if not self.dist.is_main:
-            self.source = self._make_source(config, progress=False)
+            self.source = self._make_source(progress=False)
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
@@ -248,7 +248,8 @@ class Trainer:
             raise answer
         return answer
 
-    def _make_source(self, config: Config, progress: bool):
+    def _make_source(self, progress: bool):
+        config = self.config
         if config.data.source == "videos":
             videos = prepare_videos(config, progress=progress)
             return VideoSource(config, videos, self.speed.loader, self.device, self.dist.rank, self.dist.world_size)
@@ -335,9 +336,10 @@ class Trainer:
         chunk = self.forward_chunk(A, B, frames, carry)
         with self.speed.autocast(self.device):
             losses = self.chunk_losses(chunk)
-        values = self._loss_values(losses)
+        totals = {owner: losses.total(owner) for owner in losses.owners()}
+        values = self._loss_values(losses, totals)
         self._check_finite(values)
-        self.optimizer_steps(losses)
+        self.optimizer_steps(totals)
         return values, chunk.carry, chunk.fake.detach()
 
     def forward_chunk(self, A: torch.Tensor, B: torch.Tensor, frames: list[int], carry: Carry) -> "ChunkForward":
@@ -413,15 +415,15 @@ class Trainer:
         self._temporal_losses(chunk.real, fake_frames, chunk.flow_gt, chunk.carry, losses)
         return losses
 
-    def _loss_values(self, losses: LossTotals) -> dict:
+    def _loss_values(self, losses: LossTotals, totals: dict) -> dict:
         """Every term and the G and D totals as floats (one device-to-host copy)."""
-        tensors = {**losses.values, "G_total": losses.total("G"), "D_total": losses.total("D")}
+        tensors = {**losses.values, "G_total": totals["G"], "D_total": totals["D"]}
         floats = torch.stack([v.detach().float() for v in tensors.values()]).tolist()
         return dict(zip(tensors, floats))
 
-    def optimizer_steps(self, losses: LossTotals):
-        """Each owner's backward pass and optimizer step, in the order G, D, temporal Ds."""
-        totals = {owner: losses.total(owner) for owner in losses.owners()}
+    def optimizer_steps(self, totals: dict):
+        """Each owner's backward pass of its total (``{owner: total}``) and optimizer step, in the order
+        G, D, temporal Ds."""
         for owner, optimizer in self.optimizers.items():
             if owner not in totals:
                 continue  # a temporal scale with too few frames so far in the clip
@@ -609,9 +611,7 @@ class Trainer:
     def apply_budget(self, budget: IterationBudget):
         """Train on the budget's schedule: its epoch length, stopping at its iteration count."""
         self.budget = budget
-        fitted = copy.deepcopy(self.config)
-        fitted.schedule.epoch_length = budget.epoch_length
-        self.source = self._make_source(fitted, progress=False)
+        self.source.set_epoch_length(budget.epoch_length)
 
     def train(self) -> dict:
         """Run until the schedule (or max_iters, or the budget's count) ends. Returns a summary (iterations,
