@@ -56,6 +56,9 @@ def machine(device):
     if device == "cpu":
         # Which build of the CPU kernels ran (VID2VID_FAST_CPU_ISA picks one; the default is the best one).
         info["cpu_isa"] = torch.ops.vid2vid_fast.cpu_isa()
+        # What the processor itself offers (AVX512, AVX2, ...), as torch reads it: an avx2 build can run on
+        # an AVX-512 processor, and the table must say which it was.
+        info["processor_isa"] = torch.backends.cpu.get_cpu_capability()
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
@@ -134,7 +137,7 @@ def time_case(op, shape, pass_, device, repeats, warmup, cold=None):
 def markdown(report):
     m = report["machine"]
     hardware = (f"{m['gpu']} (CUDA {m['cuda']}), host CPU {m['cpu']}" if "gpu" in m
-                else f"{m['cpu']}, {m['cpu_isa']} build of the kernels")
+                else f"{m['cpu']} ({m.get('processor_isa', 'ISA not recorded')}), {m['cpu_isa']} build of the kernels")
     before = ("an untimed run of the same step (warm caches)" if report["caches"] == "warm"
               else "a sweep through a 256 MB buffer (cold caches)")
     lines = [
