@@ -24,12 +24,12 @@ at::Tensor autocast_input(const at::Tensor& t) {
 
 // The op `name`, called below autocast on the cast inputs.
 template <c10::DeviceType kDevice, const char* kName, typename... Tensors>
-at::Tensor autocast_op(const Tensors&... inputs, const std::string& padding_mode) {
+at::Tensor autocast_op(const Tensors&... inputs, V2V_SAMPLING_PARAMS) {
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(at::autocast::get_autocast_dispatch_key_from_device_type(kDevice));
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow(kName, "")
-                             .typed<at::Tensor(const TensorFor<Tensors>&..., const std::string&)>();
-  return op.call(autocast_input<kDevice>(inputs)..., padding_mode);
+                             .typed<at::Tensor(const TensorFor<Tensors>&..., V2V_SAMPLING_PARAMS)>();
+  return op.call(autocast_input<kDevice>(inputs)..., V2V_SAMPLING_ARGS);
 }
 
 constexpr char kFlowWarp[] = V2V_OP_NAMESPACE "::flow_warp";

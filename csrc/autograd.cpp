@@ -33,19 +33,25 @@ using TensorAt = at::Tensor;
 template <typename>
 using TensorFor = at::Tensor;
 
-// The companion kBackward(grad_out, inputs..., padding_mode, bool[N] output_mask) -> one gradient per input,
-// as an autograd function whose backward refuses.
+// The sampling arguments of a call (V2V_SAMPLING_PARAMS), kept for the backward.
+struct SamplingArgs {
+  std::string padding_mode, mode;
+  bool align_corners;
+};
+
+// The companion kBackward(grad_out, inputs..., sampling arguments, bool[N] output_mask) -> one gradient per
+// input, as an autograd function whose backward refuses.
 template <size_t N, const char* kBackward>
 struct WarpOpBackward : torch::autograd::Function<WarpOpBackward<N, kBackward>> {
   template <typename... Tensors>
-  static variable_list forward(AutogradContext* ctx, const std::string& padding_mode, std::array<bool, N> mask,
+  static variable_list forward(AutogradContext* ctx, const SamplingArgs& a, std::array<bool, N> mask,
                                const at::Tensor& grad_out, const Tensors&... inputs) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto op =
-        find_op<std::tuple<TensorFor<Tensors>...>(const at::Tensor&, const Tensors&..., const std::string&,
+        find_op<std::tuple<TensorFor<Tensors>...>(const at::Tensor&, const Tensors&..., V2V_SAMPLING_PARAMS,
                                                    std::array<bool, N>)>(kBackward);
     return std::apply([](auto&&... grads) { return variable_list{grads...}; },
-                      op.call(grad_out, inputs..., padding_mode, mask));
+                      op.call(grad_out, inputs..., a.padding_mode, a.mode, a.align_corners, mask));
   }
 
   static variable_list backward(AutogradContext*, variable_list) {
@@ -55,17 +61,19 @@ struct WarpOpBackward : torch::autograd::Function<WarpOpBackward<N, kBackward>> 
   }
 };
 
-// An op of the form op(tensor inputs..., str padding_mode) -> Tensor, with the companion kBackward.
+// An op of the form op(tensor inputs..., sampling arguments) -> Tensor, with the companion kBackward.
 template <size_t N, const char* kForward, const char* kBackward>
 struct WarpOp : torch::autograd::Function<WarpOp<N, kForward, kBackward>> {
   template <typename... Tensors>
-  static at::Tensor forward(AutogradContext* ctx, const std::string& padding_mode, const Tensors&... inputs) {
+  static at::Tensor forward(AutogradContext* ctx, const SamplingArgs& a, const Tensors&... inputs) {
     static_assert(sizeof...(Tensors) == N, "one tensor per input of the op");
     ctx->save_for_backward({inputs...});
-    ctx->saved_data["padding_mode"] = padding_mode;
+    ctx->saved_data["padding_mode"] = a.padding_mode;
+    ctx->saved_data["mode"] = a.mode;
+    ctx->saved_data["align_corners"] = a.align_corners;
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    static const auto op = find_op<at::Tensor(const Tensors&..., const std::string&)>(kForward);
-    return op.call(inputs..., padding_mode);
+    static const auto op = find_op<at::Tensor(const Tensors&..., V2V_SAMPLING_PARAMS)>(kForward);
+    return op.call(inputs..., a.padding_mode, a.mode, a.align_corners);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
@@ -76,12 +84,14 @@ struct WarpOp : torch::autograd::Function<WarpOp<N, kForward, kBackward>> {
   template <size_t... I>
   static variable_list backward(AutogradContext* ctx, const at::Tensor& grad_out, std::index_sequence<I...>) {
     static const auto op =
-        find_op<std::tuple<TensorAt<I>...>(const at::Tensor&, const TensorAt<I>&..., const std::string&,
+        find_op<std::tuple<TensorAt<I>...>(const at::Tensor&, const TensorAt<I>&..., V2V_SAMPLING_PARAMS,
                                            std::array<bool, N>)>(kBackward);
     const auto saved = ctx->get_saved_variables();
     const std::array<bool, N> mask{ctx->needs_input_grad(I)...};
-    const auto grads = op.call(grad_out, saved[I]..., ctx->saved_data["padding_mode"].toStringRef(), mask);
-    // One gradient per forward argument, in their order: none for the padding mode, then the requested ones.
+    const auto grads = op.call(grad_out, saved[I]..., ctx->saved_data["padding_mode"].toStringRef(),
+                               ctx->saved_data["mode"].toStringRef(), ctx->saved_data["align_corners"].toBool(), mask);
+    // One gradient per forward argument, in their order: none for the sampling arguments, then the requested
+    // ones.
     return {at::Tensor(), (mask[I] ? std::get<I>(grads) : at::Tensor())...};
   }
 };
@@ -108,31 +118,32 @@ using Tensor4 = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 TORCH_LIBRARY_IMPL(vid2vid_fast, Autograd, m) {
   using namespace vid2vid_fast;
   using at::Tensor;
-  m.impl("flow_warp", [](const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
-    return FlowWarp::apply(padding_mode, img, flow);
+  m.impl("flow_warp", [](const Tensor& img, const Tensor& flow, V2V_SAMPLING_PARAMS) {
+    return FlowWarp::apply(SamplingArgs{V2V_SAMPLING_ARGS}, img, flow);
   });
   m.impl("warp_blend", [](const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
-                          const std::string& padding_mode) {
-    return WarpBlend::apply(padding_mode, prev, flow, raw, weight);
+                          V2V_SAMPLING_PARAMS) {
+    return WarpBlend::apply(SamplingArgs{V2V_SAMPLING_ARGS}, prev, flow, raw, weight);
   });
   m.impl("masked_warp_l1", [](const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
-                              const std::string& padding_mode) {
-    return MaskedWarpL1::apply(padding_mode, src, flow, target, mask);
+                              V2V_SAMPLING_PARAMS) {
+    return MaskedWarpL1::apply(SamplingArgs{V2V_SAMPLING_ARGS}, src, flow, target, mask);
   });
-  m.impl("flow_warp_backward", [](const Tensor& grad_out, const Tensor& img, const Tensor& flow,
-                                  const std::string& padding_mode, std::array<bool, 2> mask) {
-    const auto g = FlowWarpBackward::apply(padding_mode, mask, grad_out, img, flow);
+  m.impl("flow_warp_backward", [](const Tensor& grad_out, const Tensor& img, const Tensor& flow, V2V_SAMPLING_PARAMS,
+                                  std::array<bool, 2> mask) {
+    const auto g = FlowWarpBackward::apply(SamplingArgs{V2V_SAMPLING_ARGS}, mask, grad_out, img, flow);
     return Tensor2{g[0], g[1]};
   });
   m.impl("warp_blend_backward", [](const Tensor& grad_out, const Tensor& prev, const Tensor& flow, const Tensor& raw,
-                                   const Tensor& weight, const std::string& padding_mode, std::array<bool, 4> mask) {
-    const auto g = WarpBlendBackward::apply(padding_mode, mask, grad_out, prev, flow, raw, weight);
+                                   const Tensor& weight, V2V_SAMPLING_PARAMS, std::array<bool, 4> mask) {
+    const auto g = WarpBlendBackward::apply(SamplingArgs{V2V_SAMPLING_ARGS}, mask, grad_out, prev, flow, raw, weight);
     return Tensor4{g[0], g[1], g[2], g[3]};
   });
   m.impl("masked_warp_l1_backward", [](const Tensor& grad_out, const Tensor& src, const Tensor& flow,
-                                       const Tensor& target, const Tensor& mask, const std::string& padding_mode,
+                                       const Tensor& target, const Tensor& mask, V2V_SAMPLING_PARAMS,
                                        std::array<bool, 4> output_mask) {
-    const auto g = MaskedWarpL1Backward::apply(padding_mode, output_mask, grad_out, src, flow, target, mask);
+    const auto g = MaskedWarpL1Backward::apply(SamplingArgs{V2V_SAMPLING_ARGS}, output_mask, grad_out, src, flow,
+                                               target, mask);
     return Tensor4{g[0], g[1], g[2], g[3]};
   });
 }

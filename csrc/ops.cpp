@@ -1,4 +1,5 @@
-// Operator schemas (TORCH_LIBRARY) and the argument checks shared by every backend of the extension.
+// Operator schemas (TORCH_LIBRARY) and the host prologue (checks, option parsing, outputs) of every backend of
+// the extension.
 #include "ops.h"
 
 #include <Python.h>
@@ -9,10 +10,19 @@
 
 namespace vid2vid_fast {
 
-bool parse_zeros_padding(const std::string& padding_mode) {
-  TORCH_CHECK(padding_mode == "border" || padding_mode == "zeros",
-              "padding_mode must be 'border' or 'zeros', got '", padding_mode, "'");
-  return padding_mode == "zeros";
+Sampling parse_sampling(V2V_SAMPLING_PARAMS) {
+  Sampling s{Padding::kBorder, false, align_corners};
+  if (padding_mode == "zeros") {
+    s.padding = Padding::kZeros;
+  } else if (padding_mode == "reflection") {
+    s.padding = Padding::kReflection;
+  } else {
+    TORCH_CHECK(padding_mode == "border", "padding_mode must be 'border', 'zeros' or 'reflection', got '",
+                padding_mode, "'");
+  }
+  TORCH_CHECK(mode == "bilinear" || mode == "nearest", "mode must be 'bilinear' or 'nearest', got '", mode, "'");
+  s.nearest = mode == "nearest";
+  return s;
 }
 
 bool fits_int32(const at::Tensor& t) {
@@ -36,7 +46,7 @@ static void check_float_4d(const at::Tensor& t, const char* name) {
               ", got ", t.sizes());
 }
 
-void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const char* img_name) {
+static void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const char* img_name) {
   check_float_4d(img, img_name);
   check_float_4d(flow, "flow");
   TORCH_CHECK(flow.size(1) == 2, "flow must have 2 channels (dx, dy), got ", flow.size(1));
@@ -48,7 +58,7 @@ void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const c
               img.device());
 }
 
-void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& like, const char* like_name,
+static void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& like, const char* like_name,
                        int64_t channels) {
   check_float_4d(t, name);
   const int64_t c = channels > 0 ? channels : like.size(1);
@@ -62,7 +72,7 @@ void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& 
               like.device());
 }
 
-void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like, bool per_channel_ok) {
+static void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like, bool per_channel_ok) {
   check_float_4d(mask, name);
   const bool one = mask.size(1) == 1;
   const bool per_channel = per_channel_ok && mask.size(1) == like.size(1);
@@ -71,34 +81,67 @@ void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like
   check_same_layout(mask, name, like, "the image", mask.size(1));
 }
 
-void check_warp_blend(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw, const at::Tensor& weight) {
-  check_image_and_flow(prev, flow, "prev");
-  check_same_layout(raw, "raw", prev, "prev", 0);
-  check_mask(weight, "weight", prev, /*per_channel_ok=*/false);
+static void check_inputs(Op op, at::TensorList in) {
+  switch (op) {
+    case Op::kFlowWarp:
+      TORCH_INTERNAL_ASSERT(in.size() == 2);
+      return check_image_and_flow(in[0], in[1], "img");
+    case Op::kWarpBlend:
+      TORCH_INTERNAL_ASSERT(in.size() == 4);
+      check_image_and_flow(in[0], in[1], "prev");
+      check_same_layout(in[2], "raw", in[0], "prev", 0);
+      return check_mask(in[3], "weight", in[0], /*per_channel_ok=*/false);
+    case Op::kMaskedWarpL1:
+      TORCH_INTERNAL_ASSERT(in.size() == 4);
+      check_image_and_flow(in[0], in[1], "src");
+      check_same_layout(in[2], "target", in[0], "src", 0);
+      return check_mask(in[3], "mask", in[0], /*per_channel_ok=*/true);
+  }
 }
 
-void check_masked_warp_l1(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,
-                          const at::Tensor& mask) {
-  check_image_and_flow(src, flow, "src");
-  check_same_layout(target, "target", src, "src", 0);
-  check_mask(mask, "mask", src, /*per_channel_ok=*/true);
+ForwardStart start_forward(Op op, at::TensorList inputs, V2V_SAMPLING_PARAMS) {
+  check_inputs(op, inputs);
+  const Sampling sampling = parse_sampling(V2V_SAMPLING_ARGS);
+  switch (op) {
+    case Op::kFlowWarp:
+      return {sampling, empty_like_layout(inputs[0])};
+    case Op::kWarpBlend:
+      return {sampling, empty_like_layout(inputs[2])};
+    case Op::kMaskedWarpL1:
+      return {sampling, at::empty({}, inputs[0].options())};
+  }
+  TORCH_INTERNAL_ASSERT(false);
+}
+
+BackwardStart start_backward(Op op, const at::Tensor& grad_out, at::TensorList inputs, V2V_SAMPLING_PARAMS,
+                             c10::ArrayRef<bool> output_mask) {
+  check_inputs(op, inputs);
+  TORCH_INTERNAL_ASSERT(output_mask.size() == inputs.size());
+  const at::Tensor& image = inputs[0];
+  if (op == Op::kMaskedWarpL1) {
+    TORCH_CHECK(grad_out.numel() == 1, "grad_out of masked_warp_l1 must be a scalar, got ", grad_out.sizes());
+    TORCH_CHECK(grad_out.device() == image.device() && grad_out.scalar_type() == image.scalar_type(),
+                "grad_out must be a ", image.scalar_type(), " scalar on ", image.device());
+  } else {
+    check_same_layout(grad_out, "grad_out", image, op == Op::kFlowWarp ? "img" : "prev", 0);
+  }
+  BackwardStart start{parse_sampling(V2V_SAMPLING_ARGS), {}};
+  for (size_t i = 1; i < inputs.size(); ++i) start.grads[i] = requested_grad(inputs[i], output_mask[i]);
+  return start;
 }
 
 }  // namespace vid2vid_fast
 
 TORCH_LIBRARY(vid2vid_fast, m) {
-  m.def("flow_warp(Tensor img, Tensor flow, str padding_mode) -> Tensor");
-  m.def(
-      "flow_warp_backward(Tensor grad_out, Tensor img, Tensor flow, str padding_mode, bool[2] output_mask)"
-      " -> (Tensor, Tensor)");
-  m.def("warp_blend(Tensor prev, Tensor flow, Tensor raw, Tensor weight, str padding_mode) -> Tensor");
-  m.def(
-      "warp_blend_backward(Tensor grad_out, Tensor prev, Tensor flow, Tensor raw, Tensor weight,"
-      " str padding_mode, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("masked_warp_l1(Tensor src, Tensor flow, Tensor target, Tensor mask, str padding_mode) -> Tensor");
-  m.def(
-      "masked_warp_l1_backward(Tensor grad_out, Tensor src, Tensor flow, Tensor target, Tensor mask,"
-      " str padding_mode, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("flow_warp(Tensor img, Tensor flow, " V2V_SAMPLING_SCHEMA ") -> Tensor");
+  m.def("flow_warp_backward(Tensor grad_out, Tensor img, Tensor flow, " V2V_SAMPLING_SCHEMA
+        ", bool[2] output_mask) -> (Tensor, Tensor)");
+  m.def("warp_blend(Tensor prev, Tensor flow, Tensor raw, Tensor weight, " V2V_SAMPLING_SCHEMA ") -> Tensor");
+  m.def("warp_blend_backward(Tensor grad_out, Tensor prev, Tensor flow, Tensor raw, Tensor weight, " V2V_SAMPLING_SCHEMA
+        ", bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("masked_warp_l1(Tensor src, Tensor flow, Tensor target, Tensor mask, " V2V_SAMPLING_SCHEMA ") -> Tensor");
+  m.def("masked_warp_l1_backward(Tensor grad_out, Tensor src, Tensor flow, Tensor target, Tensor mask, "
+        V2V_SAMPLING_SCHEMA ", bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 // `import vid2vid_fast._C` loads this library, which runs the registrations above; the module itself

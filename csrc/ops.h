@@ -1,11 +1,12 @@
-// Host-side pieces shared by the CPU and CUDA implementations: argument checks (the last line of
-// defence for callers of torch.ops.vid2vid_fast.* that skip the Python API) and strided views.
+// Host-side pieces shared by the CPU and CUDA implementations: the schemas' sampling arguments, the host
+// prologue of every entry point (checks, option parsing, output allocation) and strided views.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros_like.h>
+#include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
 #include <array>
@@ -23,20 +24,35 @@
 
 namespace vid2vid_fast {
 
-// "border" -> false, "zeros" -> true.
-bool parse_zeros_padding(const std::string& padding_mode);
+// The sampling arguments every op takes after its tensors, in the schemas (ops.cpp), as C++ parameters of the
+// entry points, and as the arguments that pass them on.
+#define V2V_SAMPLING_SCHEMA "str padding_mode, str mode, bool align_corners"
+#define V2V_SAMPLING_PARAMS const std::string &padding_mode, const std::string &mode, bool align_corners
+#define V2V_SAMPLING_ARGS padding_mode, mode, align_corners
 
-// Checks img (B, C, H, W) and flow (B, 2, H, W): rank, shapes, dtype and device agree.
-void check_image_and_flow(const at::Tensor& img, const at::Tensor& flow, const char* img_name);
-// Checks that `t` has the shape of `like` except maybe a channel count of `channels` (0: same as like).
-void check_same_layout(const at::Tensor& t, const char* name, const at::Tensor& like, const char* like_name,
-                       int64_t channels);
-// Checks a mask or weight: (B, 1, H, W), or (B, C, H, W) when per_channel_ok.
-void check_mask(const at::Tensor& mask, const char* name, const at::Tensor& like, bool per_channel_ok);
-// All the inputs of an op.
-void check_warp_blend(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw, const at::Tensor& weight);
-void check_masked_warp_l1(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,
-                          const at::Tensor& mask);
+// padding_mode "border" | "zeros" | "reflection", mode "bilinear" | "nearest"; anything else is an error.
+Sampling parse_sampling(V2V_SAMPLING_PARAMS);
+
+// The host prologue of every CPU and CUDA entry point: an op's inputs checked (the last line of defence for
+// callers of torch.ops.vid2vid_fast.* that skip the Python API), its sampling options parsed and its outputs
+// allocated. Inputs are in the op's order: the image, the flow, then raw and weight (warp_blend) or target and
+// mask (masked_warp_l1).
+enum class Op { kFlowWarp, kWarpBlend, kMaskedWarpL1 };
+
+struct ForwardStart {
+  Sampling sampling;
+  at::Tensor out;  // laid out like the image (flow_warp) or raw (warp_blend); a scalar (masked_warp_l1)
+};
+ForwardStart start_forward(Op op, at::TensorList inputs, V2V_SAMPLING_PARAMS);
+
+struct BackwardStart {
+  Sampling sampling;
+  // grads[i] for input i > 0: laid out like it when output_mask[i], else undefined (see requested_grad).
+  // grads[0], the image's, is left to the backend, which accumulates it its own way.
+  std::array<at::Tensor, 4> grads;
+};
+BackwardStart start_backward(Op op, const at::Tensor& grad_out, at::TensorList inputs, V2V_SAMPLING_PARAMS,
+                             c10::ArrayRef<bool> output_mask);
 
 // A view of t; of an undefined tensor, a null view (data nullptr, strides 0): what a kernel gets for a
 // gradient that is not requested, so that a missing guard faults rather than writes into an input.

@@ -1,13 +1,15 @@
-// Per-pixel math of backward bilinear warping, shared by the CPU and the CUDA kernels so that the CPU
-// tests exercise the arithmetic the GPU runs (the pattern of ATen's GridSampler.h). The CPU kernels sample
-// in paired form (paired_sample_axis), which moves a weight from one corner to its neighbour only where
-// sample_axis clamps both corners onto one pixel; interpolation and its adjoint are the same functions.
+// Per-pixel math of backward warping, shared by the CPU and the CUDA kernels so that the CPU tests exercise
+// the arithmetic the GPU runs (the pattern of ATen's GridSampler.h): the sampling coordinate of each axis
+// (align_corners, padding), bilinear and nearest sampling, and their adjoints. The CPU kernels sample in paired
+// form (paired_sample_axis), which moves a weight from one corner to its neighbour only where sample_axis
+// clamps both corners onto one pixel; interpolation and its adjoint are the same functions.
 //
-// Conventions (DESIGN.md §2): positions are in pixels, pixel centres at integer coordinates
-// (align_corners=True). "border" clips the position into [0, size - 1] and its derivative is 0 where it
-// was clipped, as grid_sample's border mode does; "zeros" lets corners outside the image contribute 0.
-// Every corner index is clamped into the image before it is used, so no flow, however wrong, makes a
-// kernel read or write out of bounds. A NaN position marks the pixel invalid: it reads nothing.
+// Conventions (DESIGN.md §2): positions are in pixels, pixel centres at integer coordinates. The result equals
+// F.grid_sample(img, grid, mode, padding_mode, align_corners) with grid = 2 * pos / (size - 1) - 1 (the
+// "(size - 1) normalisation" of BasicSR, mmagic, kornia and vid2vid), for every option; the flow gradient is
+// 0 along an axis whose coordinate was clipped, as grid_sample's is. Every corner index is clamped into the
+// image before it is used, so no flow, however wrong, makes a kernel read or write out of bounds. A NaN
+// position (or, under reflection, an infinite one) marks the pixel invalid: it reads nothing.
 #pragma once
 
 #include <cmath>
@@ -24,6 +26,17 @@
 
 namespace vid2vid_fast {
 
+enum class Padding : uint8_t { kBorder, kZeros, kReflection };
+
+// The sampling options of an op (its schema arguments padding_mode, mode and align_corners, parsed by
+// parse_sampling in ops.h). A structural type: the CPU kernels take it as a template argument, so that the
+// options are constants of their vectorized loops.
+struct Sampling {
+  Padding padding;
+  bool nearest;  // mode "nearest", else "bilinear"
+  bool align_corners;
+};
+
 template <typename T>
 V2V_HOST_DEVICE T clamp_value(T v, T lo, T hi) {
   return v < lo ? lo : (v > hi ? hi : v);
@@ -38,16 +51,118 @@ V2V_HOST_DEVICE int32_t floor_index(acc_t p) {
   return i - static_cast<int32_t>(static_cast<acc_t>(i) > p);
 }
 
+// v rounded to an integer, halves to even (grid_sample's nearbyint), for |v| < 2^22. Adding 1.5 * 2^23 (2^52
+// for double) leaves no fraction bits, so the addition itself rounds, in the default rounding mode (to
+// nearest, ties to even); rintf would be a library call that stops the CPU loop from vectorizing without
+// SSE4.1. (Compilers keep (v + k) - k as written unless told to reassociate, which no build here does.)
+template <typename acc_t>
+V2V_HOST_DEVICE acc_t round_half_to_even(acc_t v) {
+  const acc_t k = sizeof(acc_t) == 8 ? acc_t(6755399441055744.0) : acc_t(12582912.0f);
+  return (v + k) - k;
+}
+
 template <typename acc_t>
 V2V_HOST_DEVICE bool is_nan(acc_t v) {
   return v != v;
 }
 
-// One axis of a bilinear sample: two corner indices (always inside [0, size - 1]), their weights
-// (0 for a corner outside the image with zeros padding) and the derivative of each weight with
-// respect to the sample position. Sizes are below 2^31 - 2 (checked on the host), so indices fit int32.
-//
-// Written without branches (selects only) so that the CPU compiler vectorizes it over a row.
+// False for NaN and ±Inf (v - v is NaN for both), without a library call.
+template <typename acc_t>
+V2V_HOST_DEVICE bool is_finite(acc_t v) {
+  return v - v == acc_t(0);
+}
+
+// The sampling coordinate of one axis: u, the position in the input in pixels after align_corners and
+// padding, and du = d u / d position, 0 where the coordinate was clipped. Written without branches on the
+// data (selects only) so that the CPU compiler vectorizes it over a row.
+template <typename acc_t>
+struct AxisCoordinate {
+  acc_t u, du;
+};
+
+// x modulo m (m > 0), as x - m * floor(x / m): while |x| < 2^22 (the floor and its product with m are then
+// exact) this is fmod(x, m) plus m where that is negative, rounded alike, in [0, m]. Vectorizes, where a call
+// to fmod would not.
+template <typename acc_t>
+V2V_HOST_DEVICE acc_t modulo_by_floor(acc_t x, acc_t m) {
+  const acc_t r = x - m * static_cast<acc_t>(floor_index(x / m));
+  return r < acc_t(0) ? r + m : r;  // x / m was rounded up to the next integer
+}
+
+template <typename acc_t>
+V2V_HOST_DEVICE acc_t fmod_of(acc_t x, acc_t m) {
+  if constexpr (sizeof(acc_t) == 8) {
+    return ::fmod(x, m);
+  } else {
+    return ::fmodf(x, m);
+  }
+}
+
+// Flows whose reduction (reduce_flow) the floor division does exactly: |d| < 2^22 pixels.
+constexpr float kFloorReductionLimit = 4194304.0f;
+
+template <typename acc_t>
+V2V_HOST_DEVICE bool reduces_by_floor(acc_t d) {
+  return (d < acc_t(kFloorReductionLimit)) & (d > -acc_t(kFloorReductionLimit));
+}
+
+// Under reflection the sample repeats every 2 (size - 1) pixels of position, for both align_corners values; a
+// flow component d is first reduced into [0, period) (README: this changes no sample, and keeps huge flows
+// exact). The reduction by fmod is exact for every d; by floor division (kByFloor, the CPU's vectorized
+// loop) it is the same number where reduces_by_floor(d), and a number in range elsewhere (d is clamped first,
+// to keep the float-to-integer conversion defined). Size 1: 0 (every position reflects to pixel 0).
+template <typename acc_t, bool kByFloor>
+V2V_HOST_DEVICE acc_t reduce_flow(acc_t d, int32_t size) {
+  const acc_t period = static_cast<acc_t>(2 * static_cast<int64_t>(size - 1));
+  if (size == 1) return acc_t(0);
+  if constexpr (kByFloor) {
+    const acc_t limit = acc_t(kFloorReductionLimit);
+    return modulo_by_floor(clamp_value(d, -limit, limit), period);
+  } else {
+    const acc_t r = fmod_of(d, period);
+    return r < acc_t(0) ? r + period : r;
+  }
+}
+
+template <typename acc_t>
+V2V_HOST_DEVICE AxisCoordinate<acc_t> axis_coordinate(acc_t pos, int32_t size, Sampling opt) {
+  const acc_t last = static_cast<acc_t>(size - 1);
+  acc_t u = pos, du = acc_t(1);
+  if (!opt.align_corners && size > 1) {
+    // grid_sample's unnormalisation with align_corners=False, applied to grid = 2 * pos / (size - 1) - 1:
+    // u = pos * size / (size - 1) - 0.5, multiplied first so that a u on a half-integer (a tie of nearest) is
+    // exact. Size 1 keeps the identity (our rule: that grid divides by zero).
+    u = pos * static_cast<acc_t>(size) / last - acc_t(0.5);
+    du = static_cast<acc_t>(size) / last;
+  }
+  if (opt.padding == Padding::kZeros) {
+    // A position more than one pixel outside touches no pixel, so clamping it to [-2, size + 1] changes
+    // nothing but keeps the float-to-integer conversion defined for huge or infinite flows.
+    return {clamp_value(u, acc_t(-2), last + acc_t(2)), du};
+  }
+  if (opt.padding == Padding::kReflection) {
+    // Reflected about low and low + span (pixel centres 0 and size - 1 with align_corners, else the image's
+    // edges -0.5 and size - 0.5), as grid_sample reflects: u - low modulo the period 2 * span (a reduced flow
+    // keeps it below two periods, where the floor division is exact), folded back from the far half, which
+    // flips the derivative's sign. For size 1 with align_corners the period is 0: every u reflects to 0.
+    const acc_t low = opt.align_corners ? acc_t(0) : acc_t(-0.5);
+    const acc_t span = opt.align_corners ? last : static_cast<acc_t>(size);
+    const acc_t period = acc_t(2) * span;
+    const acc_t r = period > acc_t(0) ? modulo_by_floor(u - low, period) : acc_t(0);
+    const bool back = r > span;
+    u = low + (back ? period - r : r);
+    du = back ? -du : du;
+  }
+  // Border (also of a reflected coordinate, which rounding can leave a hair outside): clipped into
+  // [0, size - 1], derivative 0 unless strictly inside. Comparisons, not fmin/fmax, so that ±Inf clips like
+  // any other far position.
+  const acc_t gate = ((u > acc_t(0)) & (u < last)) ? acc_t(1) : acc_t(0);
+  return {u > last ? last : (u < acc_t(0) ? acc_t(0) : u), du * gate};
+}
+
+// One axis of a sample: two corner indices (always inside [0, size - 1]), their weights (0 for a corner
+// outside the image with zeros padding; 1 and 0 for nearest) and the derivative of each weight with respect
+// to the sample position (0 for nearest). Sizes are below 2^31 - 2 (checked on the host), so indices fit int32.
 template <typename acc_t>
 struct AxisSample {
   int32_t i0, i1;
@@ -55,38 +170,47 @@ struct AxisSample {
   acc_t d0, d1;
 };
 
+// The pixel nearest to coordinate c: in [0, size - 1], or in [-2, size + 1] under zeros padding.
 template <typename acc_t>
-V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int32_t size, bool zeros_padding) {
+V2V_HOST_DEVICE int32_t nearest_pixel(const AxisCoordinate<acc_t>& c) {
+  return static_cast<int32_t>(round_half_to_even(c.u));
+}
+
+// 1 when pixel i lies inside an axis of `size` pixels, else 0 (a factor rather than a bool keeps the CPU
+// loops vectorizable).
+template <typename acc_t>
+V2V_HOST_DEVICE acc_t inside(int32_t i, int32_t size) {
+  return ((i >= 0) & (i <= size - 1)) ? acc_t(1) : acc_t(0);
+}
+
+template <typename acc_t>
+V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int32_t size, Sampling opt) {
   AxisSample<acc_t> s;
-  const acc_t last = static_cast<acc_t>(size - 1);
-  if (!zeros_padding) {
-    // Comparisons, not fmin/fmax, so that ±Inf clips like any other far position.
-    const acc_t gate = ((pos > acc_t(0)) & (pos < last)) ? acc_t(1) : acc_t(0);
-    const acc_t p = pos > last ? last : (pos < acc_t(0) ? acc_t(0) : pos);
-    const int32_t i0 = floor_index(p);
-    const acc_t t = p - static_cast<acc_t>(i0);
+  const AxisCoordinate<acc_t> c = axis_coordinate(pos, size, opt);
+  if (opt.nearest) {
+    const int32_t i = nearest_pixel(c);
+    s.i0 = s.i1 = clamp_value<int32_t>(i, 0, size - 1);
+    s.w0 = opt.padding == Padding::kZeros ? inside<acc_t>(i, size) : acc_t(1);
+    s.w1 = s.d0 = s.d1 = acc_t(0);
+  } else if (opt.padding != Padding::kZeros) {
+    const int32_t i0 = floor_index(c.u);
+    const acc_t t = c.u - static_cast<acc_t>(i0);
     s.i0 = i0;
     s.i1 = i0 + 1 < size ? i0 + 1 : size - 1;
     s.w0 = acc_t(1) - t;
     s.w1 = t;
-    s.d0 = -gate;
-    s.d1 = gate;
+    s.d0 = -c.du;
+    s.d1 = c.du;
   } else {
-    // A position more than one pixel outside touches no pixel, so clamping it to [-2, size + 1]
-    // changes nothing but keeps the float-to-integer conversion defined for huge or infinite flows.
-    const acc_t p = clamp_value(pos, acc_t(-2), last + acc_t(2));
-    const int32_t i0 = floor_index(p);
-    const acc_t f0 = static_cast<acc_t>(i0);
-    const acc_t t = p - f0;
-    // 1 for a corner inside the image, else 0; float factors rather than bools keep the code vectorizable.
-    const acc_t in0 = (f0 >= acc_t(0) ? acc_t(1) : acc_t(0)) * (f0 <= last ? acc_t(1) : acc_t(0));
-    const acc_t in1 = (f0 >= acc_t(-1) ? acc_t(1) : acc_t(0)) * (f0 <= last - acc_t(1) ? acc_t(1) : acc_t(0));
+    const int32_t i0 = floor_index(c.u);
+    const acc_t t = c.u - static_cast<acc_t>(i0);
+    const acc_t in0 = inside<acc_t>(i0, size), in1 = inside<acc_t>(i0 + 1, size);
     s.i0 = clamp_value<int32_t>(i0, 0, size - 1);
     s.i1 = clamp_value<int32_t>(i0 + 1, 0, size - 1);
     s.w0 = in0 * (acc_t(1) - t);
     s.w1 = in1 * t;
-    s.d0 = -in0;
-    s.d1 = in1;
+    s.d0 = -in0 * c.du;
+    s.d1 = in1 * c.du;
   }
   return s;
 }
@@ -94,29 +218,33 @@ V2V_HOST_DEVICE AxisSample<acc_t> sample_axis(acc_t pos, int32_t size, bool zero
 // The same sample as sample_axis, in paired form (the CPU kernels'): the corners are always neighbours,
 // i1 = i0 + 1 (i1 = i0 for size 1), with i0 clamped into [0, size - 2], and each weight and derivative is
 // that of the pixel the corner sits on. The value and its derivative equal sample_axis's; only where that
-// clamps both corners onto one pixel (at the last pixel, or outside with zeros padding) does the weight
-// move to the pair's other corner. So a kernel can read both corners of a row as one pair.
+// clamps both corners onto one pixel (at the last pixel, or outside with zeros padding), or for nearest,
+// does the weight move to the pair's other corner. So a kernel can read both corners of a row as one pair.
 template <typename acc_t>
-V2V_HOST_DEVICE AxisSample<acc_t> paired_sample_axis(acc_t pos, int32_t size, bool zeros_padding) {
+V2V_HOST_DEVICE AxisSample<acc_t> paired_sample_axis(acc_t pos, int32_t size, Sampling opt) {
   AxisSample<acc_t> s;
-  const acc_t last = static_cast<acc_t>(size - 1);
+  const AxisCoordinate<acc_t> c = axis_coordinate(pos, size, opt);
   const int32_t last_pair = size > 1 ? size - 2 : 0;
   const acc_t has_pair = size > 1 ? acc_t(1) : acc_t(0);
-  if (!zeros_padding) {
-    const acc_t gate = ((pos > acc_t(0)) & (pos < last)) ? acc_t(1) : acc_t(0);
-    const acc_t p = pos > last ? last : (pos < acc_t(0) ? acc_t(0) : pos);
+  if (opt.nearest) {
+    const int32_t i = nearest_pixel(c);
+    s.i0 = clamp_value<int32_t>(i, 0, last_pair);
+    const acc_t in = opt.padding == Padding::kZeros ? inside<acc_t>(i, size) : acc_t(1);
+    s.w0 = i == s.i0 ? in : acc_t(0);
+    s.w1 = i == s.i0 + 1 ? has_pair * in : acc_t(0);
+    s.d0 = s.d1 = acc_t(0);
+  } else if (opt.padding != Padding::kZeros) {
     const acc_t left_max = static_cast<acc_t>(last_pair);
-    const int32_t i0 = floor_index(p < left_max ? p : left_max);
-    const acc_t t = p - static_cast<acc_t>(i0);  // in [0, 1]; 1 at the last pixel, 0 for size 1
+    const int32_t i0 = floor_index(c.u < left_max ? c.u : left_max);
+    const acc_t t = c.u - static_cast<acc_t>(i0);  // in [0, 1]; 1 at the last pixel, 0 for size 1
     s.i0 = i0;
     s.w0 = acc_t(1) - t;
     s.w1 = t;
-    s.d0 = -gate;
-    s.d1 = gate;
+    s.d0 = -c.du;
+    s.d1 = c.du;
   } else {
-    const acc_t p = clamp_value(pos, acc_t(-2), last + acc_t(2));  // as in sample_axis
-    const int32_t i = floor_index(p);
-    const acc_t t = p - static_cast<acc_t>(i);
+    const int32_t i = floor_index(c.u);
+    const acc_t t = c.u - static_cast<acc_t>(i);
     s.i0 = clamp_value<int32_t>(i, 0, last_pair);
     // Where pixel i sits in the pair: 0 (left corner, both inside), -1 (the left corner is outside, the
     // right one is pixel 0) or 1 (the right corner is outside, the left one is the last pixel).
@@ -125,8 +253,8 @@ V2V_HOST_DEVICE AxisSample<acc_t> paired_sample_axis(acc_t pos, int32_t size, bo
     const acc_t after = e == 1 ? acc_t(1) : acc_t(0);
     s.w0 = on * (acc_t(1) - t) + before * t;
     s.w1 = has_pair * (on * t + after * (acc_t(1) - t));
-    s.d0 = before - on;
-    s.d1 = has_pair * (on - after);
+    s.d0 = (before - on) * c.du;
+    s.d1 = has_pair * (on - after) * c.du;
   }
   s.i1 = size > 1 ? s.i0 + 1 : s.i0;
   return s;
@@ -135,23 +263,32 @@ V2V_HOST_DEVICE AxisSample<acc_t> paired_sample_axis(acc_t pos, int32_t size, bo
 template <typename acc_t>
 struct Sample {
   AxisSample<acc_t> x, y;
-  bool valid;  // false when either flow component is NaN
+  bool valid;  // false when either flow component is NaN (or, under reflection, infinite)
 };
 
-// The sample for output pixel (x, y) displaced by (dx, dy) pixels, in an H x W image (paired: the CPU form).
-template <typename acc_t, bool kPaired = false>
+// The sample for output pixel (x, y) displaced by (dx, dy) pixels, in an H x W image (paired: the CPU form;
+// kReduceByFloor: reduce_flow's floor division, for the CPU's vectorized loop).
+template <typename acc_t, bool kPaired = false, bool kReduceByFloor = false>
 V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy, int32_t H, int32_t W,
-                                        bool zeros_padding) {
+                                        Sampling opt) {
   Sample<acc_t> s;
-  s.valid = !(is_nan(dx) | is_nan(dy));
-  const acc_t px = static_cast<acc_t>(x) + (s.valid ? dx : acc_t(0));
-  const acc_t py = static_cast<acc_t>(y) + (s.valid ? dy : acc_t(0));
+  // The reflection of an infinite position is undefined; under border and zeros it samples like a far one.
+  const bool reflection = opt.padding == Padding::kReflection;
+  s.valid = reflection ? (is_finite(dx) & is_finite(dy)) : !(is_nan(dx) | is_nan(dy));
+  dx = s.valid ? dx : acc_t(0);
+  dy = s.valid ? dy : acc_t(0);
+  if (reflection) {
+    dx = reduce_flow<acc_t, kReduceByFloor>(dx, W);
+    dy = reduce_flow<acc_t, kReduceByFloor>(dy, H);
+  }
+  const acc_t px = static_cast<acc_t>(x) + dx;
+  const acc_t py = static_cast<acc_t>(y) + dy;
   if constexpr (kPaired) {
-    s.x = paired_sample_axis<acc_t>(px, W, zeros_padding);
-    s.y = paired_sample_axis<acc_t>(py, H, zeros_padding);
+    s.x = paired_sample_axis<acc_t>(px, W, opt);
+    s.y = paired_sample_axis<acc_t>(py, H, opt);
   } else {
-    s.x = sample_axis<acc_t>(px, W, zeros_padding);
-    s.y = sample_axis<acc_t>(py, H, zeros_padding);
+    s.x = sample_axis<acc_t>(px, W, opt);
+    s.y = sample_axis<acc_t>(py, H, opt);
   }
   return s;
 }

@@ -103,10 +103,10 @@ GroupSampler<acc_t, index_t, scalar_t> forward_sampler(const Tensor& img) {
 // Calls f(b, y, x0, tile, c0, channels) for every tile and channel group of img, with the group's values
 // in tile.values.
 template <typename acc_t, typename index_t, typename scalar_t, typename F>
-void for_each_group_tile(const Tensor& img, const Tensor& flow, bool zeros, const F& f) {
+void for_each_group_tile(const Tensor& img, const Tensor& flow, Sampling sampling, const F& f) {
   const int64_t C = img.size(1);
   const auto s = forward_sampler<acc_t, index_t, scalar_t>(img);
-  for_each_tile<acc_t, index_t, scalar_t>(flow, C, zeros, s.sy, s.sx,
+  for_each_tile<acc_t, index_t, scalar_t>(flow, C, sampling, s.sy, s.sx,
                                           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
     for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {
       const int64_t channels = std::min(kChannelGroup, C - c0);
@@ -126,7 +126,7 @@ enum class GroupValues { kNone, kWithGradients, kBeforeGradients };
 // gradient when image_grad), then after(b, y, x0, tile, c0, channels); and calls done(b, y, x0, tile) at the
 // end of the tile. Returns the image gradient when image_grad, else an undefined tensor.
 template <typename acc_t, typename index_t, typename scalar_t, typename Prepare, typename After, typename Done>
-Tensor backward_by_groups(const Tensor& img, const Tensor& flow, bool zeros, bool image_grad, bool flow_grad,
+Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampling, bool image_grad, bool flow_grad,
                           GroupValues values, const Prepare& prepare, const After& after, const Done& done) {
   const int64_t C = img.size(1);
   Tensor acc;
@@ -153,7 +153,7 @@ Tensor backward_by_groups(const Tensor& img, const Tensor& flow, bool zeros, boo
     s.gsy = static_cast<index_t>(acc.stride(2)), s.gsx = static_cast<index_t>(acc.stride(3));
   }
   for_each_backward_tile<acc_t, index_t, scalar_t>(
-      flow, C, zeros, s.sy, s.sx, acc, private_buffers, s.gsy, s.gsx,
+      flow, C, sampling, s.sy, s.sx, acc, private_buffers, s.gsy, s.gsx,
       [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, acc_t* scatter, auto differ) {
         t.zero_sums();
         for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {

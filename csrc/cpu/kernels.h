@@ -8,23 +8,25 @@
 #include <string>
 #include <tuple>
 
-#define V2V_DECLARE_CPU_KERNELS(isa)                                                                             \
-  namespace vid2vid_fast::isa {                                                                                 \
-  at::Tensor flow_warp_cpu(const at::Tensor& img, const at::Tensor& flow, const std::string& padding_mode);      \
-  std::tuple<at::Tensor, at::Tensor> flow_warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& img,   \
-                                                            const at::Tensor& flow,                              \
-                                                            const std::string& padding_mode,                     \
-                                                            std::array<bool, 2> mask);                           \
-  at::Tensor warp_blend_cpu(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw,               \
-                            const at::Tensor& weight, const std::string& padding_mode);                          \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> warp_blend_backward_cpu(                           \
-      const at::Tensor& grad_out, const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw,         \
-      const at::Tensor& weight, const std::string& padding_mode, std::array<bool, 4> mask);                      \
-  at::Tensor masked_warp_l1_cpu(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,         \
-                                const at::Tensor& mask, const std::string& padding_mode);                        \
-  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_warp_l1_backward_cpu(                       \
-      const at::Tensor& grad_out, const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,       \
-      const at::Tensor& mask, const std::string& padding_mode, std::array<bool, 4> need);                        \
+#include "../ops.h"
+
+#define V2V_DECLARE_CPU_KERNELS(isa)                                                                                \
+  namespace vid2vid_fast::isa {                                                                                     \
+  at::Tensor flow_warp_cpu(const at::Tensor& img, const at::Tensor& flow, V2V_SAMPLING_PARAMS);                     \
+  std::tuple<at::Tensor, at::Tensor> flow_warp_backward_cpu(const at::Tensor& grad_out, const at::Tensor& img,      \
+                                                            const at::Tensor& flow,                                 \
+                                                            V2V_SAMPLING_PARAMS,                                    \
+                                                            std::array<bool, 2> mask);                              \
+  at::Tensor warp_blend_cpu(const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw,                  \
+                            const at::Tensor& weight, V2V_SAMPLING_PARAMS);                                         \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> warp_blend_backward_cpu(                               \
+      const at::Tensor& grad_out, const at::Tensor& prev, const at::Tensor& flow, const at::Tensor& raw,            \
+      const at::Tensor& weight, V2V_SAMPLING_PARAMS, std::array<bool, 4> mask);                                     \
+  at::Tensor masked_warp_l1_cpu(const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,            \
+                                const at::Tensor& mask, V2V_SAMPLING_PARAMS);                                       \
+  std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> masked_warp_l1_backward_cpu(                           \
+      const at::Tensor& grad_out, const at::Tensor& src, const at::Tensor& flow, const at::Tensor& target,          \
+      const at::Tensor& mask, V2V_SAMPLING_PARAMS, std::array<bool, 4> need);                                       \
   }
 
 // x86-64 with GCC: AVX2 + FMA and AVX-512 builds next to the baseline one (other compilers and processors:

@@ -42,18 +42,16 @@ namespace V2V_CPU_ISA {
 
 // ---------------------------------------------------------------------------------------------- flow_warp
 
-Tensor flow_warp_cpu(const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
-  check_image_and_flow(img, flow, "img");
-  const bool zeros = parse_zeros_padding(padding_mode);
-  Tensor out = empty_like_layout(img);
+Tensor flow_warp_cpu(const Tensor& img, const Tensor& flow, V2V_SAMPLING_PARAMS) {
+  const auto [sampling, out] = start_forward(Op::kFlowWarp, {img, flow}, V2V_SAMPLING_ARGS);
   if (out.numel() == 0) return out;
   V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(img, flow, out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const auto o = strided4<scalar_t, index_t>(out);
-      for_each_group_tile<acc_t, index_t, scalar_t>(img, flow, zeros, [&](int64_t b, int64_t y, int64_t x0,
-                                                                          TileSamples<acc_t, index_t>& t,
-                                                                          int64_t c0, int64_t channels) {
+      for_each_group_tile<acc_t, index_t, scalar_t>(img, flow, sampling, [&](int64_t b, int64_t y, int64_t x0,
+                                                                             TileSamples<acc_t, index_t>& t,
+                                                                             int64_t c0, int64_t channels) {
         for (int64_t k = 0; k < channels; ++k) copy_row(&o(b, c0 + k, y, x0), o.sx, t.values[k], 1, t.n);
       });
     });
@@ -62,19 +60,17 @@ Tensor flow_warp_cpu(const Tensor& img, const Tensor& flow, const std::string& p
 }
 
 std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const Tensor& img, const Tensor& flow,
-                                                  const std::string& padding_mode, std::array<bool, 2> mask) {
-  check_image_and_flow(img, flow, "img");
-  check_same_layout(grad_out, "grad_out", img, "img", 0);
-  const bool zeros = parse_zeros_padding(padding_mode);
-  Tensor grad_img = unrequested(img);
-  Tensor grad_flow = requested_grad(flow, mask[1]);
+                                                  V2V_SAMPLING_PARAMS, std::array<bool, 2> mask) {
+  const auto [sampling, grads] = start_backward(Op::kFlowWarp, grad_out, {img, flow}, V2V_SAMPLING_ARGS, mask);
+  Tensor grad_img;
+  const Tensor& grad_flow = grads[1];
   V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const auto go = strided4<const scalar_t, index_t>(grad_out);
       const auto gf = strided4<scalar_t, index_t>(grad_flow);
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
-          img, flow, zeros, mask[0], mask[1], GroupValues::kNone,
+          img, flow, sampling, mask[0], mask[1], GroupValues::kNone,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             for (int64_t k = 0; k < channels; ++k) copy_row(t.grad[k], 1, &go(b, c0 + k, y, x0), go.sx, t.n);
           },
@@ -84,19 +80,17 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
             copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n);
             copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
           });
-      if (mask[0]) grad_img = g;
+      grad_img = g;
     });
   });
-  return {grad_img, or_unrequested(grad_flow, flow)};
+  return {or_unrequested(grad_img, img), or_unrequested(grad_flow, flow)};
 }
 
 // --------------------------------------------------------------------------------------------- warp_blend
 
 Tensor warp_blend_cpu(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
-                      const std::string& padding_mode) {
-  check_warp_blend(prev, flow, raw, weight);
-  const bool zeros = parse_zeros_padding(padding_mode);
-  Tensor out = empty_like_layout(raw);
+                      V2V_SAMPLING_PARAMS) {
+  const auto [sampling, out] = start_forward(Op::kWarpBlend, {prev, flow, raw, weight}, V2V_SAMPLING_ARGS);
   if (out.numel() == 0) return out;
   V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, out), [&] {
@@ -104,9 +98,9 @@ Tensor warp_blend_cpu(const Tensor& prev, const Tensor& flow, const Tensor& raw,
       const auto rw = strided4<const scalar_t, index_t>(raw);
       const auto wt = strided4<const scalar_t, index_t>(weight);
       const auto o = strided4<scalar_t, index_t>(out);
-      for_each_group_tile<acc_t, index_t, scalar_t>(prev, flow, zeros, [&](int64_t b, int64_t y, int64_t x0,
-                                                                           TileSamples<acc_t, index_t>& t,
-                                                                           int64_t c0, int64_t channels) {
+      for_each_group_tile<acc_t, index_t, scalar_t>(prev, flow, sampling, [&](int64_t b, int64_t y, int64_t x0,
+                                                                              TileSamples<acc_t, index_t>& t,
+                                                                              int64_t c0, int64_t channels) {
         const scalar_t* w_row = &wt(b, 0, y, x0);
         for (int64_t k = 0; k < channels; ++k) {
           const scalar_t* r_row = &rw(b, c0 + k, y, x0);
@@ -125,15 +119,11 @@ Tensor warp_blend_cpu(const Tensor& prev, const Tensor& flow, const Tensor& raw,
 std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor& grad_out, const Tensor& prev,
                                                                    const Tensor& flow, const Tensor& raw,
                                                                    const Tensor& weight,
-                                                                   const std::string& padding_mode,
-                                                                   std::array<bool, 4> mask) {
-  check_warp_blend(prev, flow, raw, weight);
-  check_same_layout(grad_out, "grad_out", prev, "prev", 0);
-  const bool zeros = parse_zeros_padding(padding_mode);
-  Tensor grad_prev = unrequested(prev);
-  Tensor grad_flow = requested_grad(flow, mask[1]);
-  Tensor grad_raw = requested_grad(raw, mask[2]);
-  Tensor grad_weight = requested_grad(weight, mask[3]);
+                                                                   V2V_SAMPLING_PARAMS, std::array<bool, 4> mask) {
+  const auto [sampling, grads] =
+      start_backward(Op::kWarpBlend, grad_out, {prev, flow, raw, weight}, V2V_SAMPLING_ARGS, mask);
+  Tensor grad_prev;
+  const Tensor &grad_flow = grads[1], &grad_raw = grads[2], &grad_weight = grads[3];
   V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -145,7 +135,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
       const auto gw = strided4<scalar_t, index_t>(grad_weight);
       // A NaN-flow pixel's value is NaN, and so is its weight gradient; it sends no gradient to prev or flow.
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
-          prev, flow, zeros, mask[0], mask[1], mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
+          prev, flow, sampling, mask[0], mask[1], mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             const scalar_t* w_row = &wt(b, 0, y, x0);
             // The raw gradient's condition is a constant of each loop, which then vectorizes.
@@ -176,21 +166,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
             if (mask[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
             if (mask[3]) copy_row(&gw(b, 0, y, x0), gw.sx, t.sums[2], 1, t.n);
           });
-      if (mask[0]) grad_prev = g;
+      grad_prev = g;
     });
   });
-  return {grad_prev, or_unrequested(grad_flow, flow), or_unrequested(grad_raw, raw),
+  return {or_unrequested(grad_prev, prev), or_unrequested(grad_flow, flow), or_unrequested(grad_raw, raw),
           or_unrequested(grad_weight, weight)};
 }
 
 // ----------------------------------------------------------------------------------------- masked_warp_l1
 
 Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
-                          const std::string& padding_mode) {
-  check_masked_warp_l1(src, flow, target, mask);
-  const bool zeros = parse_zeros_padding(padding_mode);
+                          V2V_SAMPLING_PARAMS) {
+  const auto [sampling, out] = start_forward(Op::kMaskedWarpL1, {src, flow, target, mask}, V2V_SAMPLING_ARGS);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
-  Tensor out = at::empty({}, src.options());
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask), [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -201,7 +189,7 @@ Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& t
       const double total = sum_rows<TileSamples<acc_t, index_t>>(B, H, W, C, [&](int64_t b, int64_t y, TileSamples<acc_t, index_t>& t) {
         acc_t row_sum = 0;
         for (int64_t x0 = 0; x0 < W; x0 += kTile) {
-          t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, s.sy, s.sx, s.sy, s.sx);
+          t.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, sampling, false, s.sy, s.sx, s.sy, s.sx);
           for (int64_t c0 = 0; c0 < C; c0 += kChannelGroup) {
             const int64_t channels = std::min(kChannelGroup, C - c0);
             s.sample(t, b, c0, channels);
@@ -227,17 +215,13 @@ Tensor masked_warp_l1_cpu(const Tensor& src, const Tensor& flow, const Tensor& t
 std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Tensor& grad_out, const Tensor& src,
                                                                        const Tensor& flow, const Tensor& target,
                                                                        const Tensor& mask,
-                                                                       const std::string& padding_mode,
-                                                                       std::array<bool, 4> need) {
-  check_masked_warp_l1(src, flow, target, mask);
-  TORCH_CHECK(grad_out.numel() == 1, "grad_out of masked_warp_l1 must be a scalar, got ", grad_out.sizes());
-  const bool zeros = parse_zeros_padding(padding_mode);
+                                                                       V2V_SAMPLING_PARAMS, std::array<bool, 4> need) {
+  const auto [sampling, grads] =
+      start_backward(Op::kMaskedWarpL1, grad_out, {src, flow, target, mask}, V2V_SAMPLING_ARGS, need);
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3);
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
-  Tensor grad_src = unrequested(src);
-  Tensor grad_flow = requested_grad(flow, need[1]);
-  Tensor grad_target = requested_grad(target, need[2]);
-  Tensor grad_mask = requested_grad(mask, need[3]);
+  Tensor grad_src;
+  const Tensor &grad_flow = grads[1], &grad_target = grads[2], &grad_mask = grads[3];
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -248,7 +232,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
       const auto gt = strided4<scalar_t, index_t>(grad_target);
       const auto gm = strided4<scalar_t, index_t>(grad_mask);
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
-          src, flow, zeros, need[0], need[1], GroupValues::kBeforeGradients,
+          src, flow, sampling, need[0], need[1], GroupValues::kBeforeGradients,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             for (int64_t k = 0; k < channels; ++k) {
               const int64_t c = c0 + k;
@@ -278,10 +262,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
             if (need[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
             if (need[3] && !mask_per_channel) copy_row(&gm(b, 0, y, x0), gm.sx, t.sums[2], 1, t.n);
           });
-      if (need[0]) grad_src = g;
+      grad_src = g;
     });
   });
-  return {grad_src, or_unrequested(grad_flow, flow), or_unrequested(grad_target, target),
+  return {or_unrequested(grad_src, src), or_unrequested(grad_flow, flow), or_unrequested(grad_target, target),
           or_unrequested(grad_mask, mask)};
 }
 

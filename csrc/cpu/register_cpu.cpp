@@ -46,27 +46,27 @@ using at::Tensor;
 using Grads2 = std::tuple<Tensor, Tensor>;
 using Grads4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 
-Tensor flow_warp(const Tensor& img, const Tensor& flow, const std::string& pad) {
-  return V2V_CPU_CALL(flow_warp_cpu, img, flow, pad);
+Tensor flow_warp(const Tensor& img, const Tensor& flow, V2V_SAMPLING_PARAMS) {
+  return V2V_CPU_CALL(flow_warp_cpu, img, flow, V2V_SAMPLING_ARGS);
 }
-Grads2 flow_warp_backward(const Tensor& g, const Tensor& img, const Tensor& flow, const std::string& pad,
+Grads2 flow_warp_backward(const Tensor& g, const Tensor& img, const Tensor& flow, V2V_SAMPLING_PARAMS,
                           std::array<bool, 2> mask) {
-  return V2V_CPU_CALL(flow_warp_backward_cpu, g, img, flow, pad, mask);
+  return V2V_CPU_CALL(flow_warp_backward_cpu, g, img, flow, V2V_SAMPLING_ARGS, mask);
 }
-Tensor warp_blend(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& w, const std::string& pad) {
-  return V2V_CPU_CALL(warp_blend_cpu, prev, flow, raw, w, pad);
+Tensor warp_blend(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& w, V2V_SAMPLING_PARAMS) {
+  return V2V_CPU_CALL(warp_blend_cpu, prev, flow, raw, w, V2V_SAMPLING_ARGS);
 }
 Grads4 warp_blend_backward(const Tensor& g, const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& w,
-                           const std::string& pad, std::array<bool, 4> mask) {
-  return V2V_CPU_CALL(warp_blend_backward_cpu, g, prev, flow, raw, w, pad, mask);
+                           V2V_SAMPLING_PARAMS, std::array<bool, 4> mask) {
+  return V2V_CPU_CALL(warp_blend_backward_cpu, g, prev, flow, raw, w, V2V_SAMPLING_ARGS, mask);
 }
 Tensor masked_warp_l1(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
-                      const std::string& pad) {
-  return V2V_CPU_CALL(masked_warp_l1_cpu, src, flow, target, mask, pad);
+                      V2V_SAMPLING_PARAMS) {
+  return V2V_CPU_CALL(masked_warp_l1_cpu, src, flow, target, mask, V2V_SAMPLING_ARGS);
 }
 Grads4 masked_warp_l1_backward(const Tensor& g, const Tensor& src, const Tensor& flow, const Tensor& target,
-                               const Tensor& mask, const std::string& pad, std::array<bool, 4> need) {
-  return V2V_CPU_CALL(masked_warp_l1_backward_cpu, g, src, flow, target, mask, pad, need);
+                               const Tensor& mask, V2V_SAMPLING_PARAMS, std::array<bool, 4> need) {
+  return V2V_CPU_CALL(masked_warp_l1_backward_cpu, g, src, flow, target, mask, V2V_SAMPLING_ARGS, need);
 }
 
 std::string cpu_isa() { return isa() == Isa::kAvx512 ? "avx512" : (isa() == Isa::kAvx2 ? "avx2" : "baseline"); }

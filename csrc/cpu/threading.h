@@ -22,7 +22,7 @@ int64_t min_rows_per_chunk(int64_t W, int64_t C) {
 
 // Calls f(b, y, x0, tile) for every tile of output pixels; rows are split across threads.
 template <typename acc_t, typename index_t, typename scalar_t, typename F>
-void for_each_tile(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_t sx, const F& f) {
+void for_each_tile(const Tensor& flow, int64_t C, Sampling sampling, index_t sy, index_t sx, const F& f) {
   const int64_t B = flow.size(0), H = flow.size(2), W = flow.size(3);
   const auto fl = strided4<const scalar_t, index_t>(flow);
   at::parallel_for(0, B * H, min_rows_per_chunk(W, C), [&](int64_t begin, int64_t end) {
@@ -30,7 +30,7 @@ void for_each_tile(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / H, y = row % H;
       for (int64_t x0 = 0; x0 < W; x0 += kTile) {
-        tile.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, false, sy, sx, sy, sx);
+        tile.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, sampling, false, sy, sx, sy, sx);
         f(b, y, x0, tile);
       }
     }
@@ -61,7 +61,7 @@ RowChunks backward_row_chunks(int64_t B, int64_t H, int64_t W, int64_t C) {
 // Chunks k > 0 that need private buffers (RowChunks) take them from `private_buffers` (zeroed, like grad),
 // or, where that holds too few, from new zeroed tensors.
 template <typename acc_t, typename index_t, typename scalar_t, typename F>
-void for_each_backward_tile(const Tensor& flow, int64_t C, bool zeros, index_t sy, index_t sx, Tensor& grad,
+void for_each_backward_tile(const Tensor& flow, int64_t C, Sampling sampling, index_t sy, index_t sx, Tensor& grad,
                             std::vector<Tensor> private_buffers, index_t gsy, index_t gsx, const F& f) {
   const int64_t B = flow.size(0), H = flow.size(2), W = flow.size(3);
   const int64_t rows = B * H;
@@ -82,7 +82,7 @@ void for_each_backward_tile(const Tensor& flow, int64_t C, bool zeros, index_t s
       for (int64_t row = first; row < last; ++row) {
         const int64_t b = row / H, y = row % H;
         for (int64_t x0 = 0; x0 < W; x0 += kTile) {
-          tile.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, zeros, true, sy, sx, gsy, gsx);
+          tile.fill(fl, b, y, x0, std::min(kTile, W - x0), H, W, sampling, true, sy, sx, gsy, gsx);
           if (tile.grad_offsets_differ) {
             f(b, y, x0, tile, scatter, std::true_type{});
           } else {

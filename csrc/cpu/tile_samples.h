@@ -31,6 +31,36 @@ constexpr int64_t kTile = 128;
 // Channels whose image gradients are scattered together (TileSamples::scatter).
 constexpr int64_t kChannelGroup = 4;
 
+// A Sampling as a type (value: a constant expression).
+template <Sampling kSampling>
+struct SamplingConstant {
+  static constexpr Sampling value = kSampling;
+};
+
+// Calls f(SamplingConstant<s>{}): one instance of f per combination of the options, each with the options
+// constant inside its loops.
+template <typename F>
+void with_constant_sampling(Sampling s, const F& f) {
+  const auto with_align_corners = [&](auto padding, auto nearest) {
+    constexpr Padding p = decltype(padding)::value;
+    constexpr bool n = decltype(nearest)::value;
+    if (s.align_corners) return f(SamplingConstant<Sampling{p, n, true}>{});
+    f(SamplingConstant<Sampling{p, n, false}>{});
+  };
+  const auto with_mode = [&](auto padding) {
+    if (s.nearest) return with_align_corners(padding, std::true_type{});
+    with_align_corners(padding, std::false_type{});
+  };
+  switch (s.padding) {
+    case Padding::kBorder:
+      return with_mode(std::integral_constant<Padding, Padding::kBorder>{});
+    case Padding::kZeros:
+      return with_mode(std::integral_constant<Padding, Padding::kZeros>{});
+    case Padding::kReflection:
+      return with_mode(std::integral_constant<Padding, Padding::kReflection>{});
+  }
+}
+
 // What TileSamples::sample_plane computes besides the sampled value.
 enum class Sampled { kValue, kFlowGrad };
 
@@ -64,18 +94,19 @@ struct alignas(64) TileSamples {
   // to read and, with derivatives, for the gradient buffer (strides gsy, gsx) to scatter into.
   template <typename scalar_t>
   void fill(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t x0, int64_t count,
-            int64_t H, int64_t W, bool zeros, bool with_grads, index_t sy, index_t sx, index_t gsy, index_t gsx) {
+            int64_t H, int64_t W, Sampling sampling, bool with_grads, index_t sy, index_t sx, index_t gsy,
+            index_t gsx) {
     n = count;
     step_x = W > 1 ? sx : 0, step_y = H > 1 ? sy : 0;
     grad_step_x = W > 1 ? gsx : 0, grad_step_y = H > 1 ? gsy : 0;
     grad_offsets_differ = with_grads && (gsy != sy || gsx != sx);
-    // Constant flags inside the loop, so that no control flow is left to stop vectorization.
-    const auto go = [&](auto kZeros) {
-      if (!with_grads) return fill_tile<decltype(kZeros)::value, false, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      if (!grad_offsets_differ) return fill_tile<decltype(kZeros)::value, true, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      fill_tile<decltype(kZeros)::value, true, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-    };
-    zeros ? go(std::true_type{}) : go(std::false_type{});
+    // Constant options and flags inside the loop, so that no control flow is left to stop vectorization.
+    with_constant_sampling(sampling, [&](auto kSampling) {
+      constexpr Sampling k = decltype(kSampling)::value;
+      if (!with_grads) return fill_tile<k, false, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      if (!grad_offsets_differ) return fill_tile<k, true, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      fill_tile<k, true, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+    });
     // Vector code reads whole vectors: the rest of the last one samples pixel (0, 0) with weight 0.
     for (int64_t x = n; x < div_up(n, 16) * 16; ++x) {
       off[x] = 0, grad_off[x] = 0, valid[x] = 0;
@@ -146,7 +177,7 @@ struct alignas(64) TileSamples {
   }
 
   // Kept out of line: inlined into a kernel's large loop nest, GCC stops vectorizing it.
-  template <bool kZeros, bool kGrads, bool kGradOffsets, typename scalar_t>
+  template <Sampling kSampling, bool kGrads, bool kGradOffsets, typename scalar_t>
   V2V_NOINLINE void fill_tile(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t x0,
                               int64_t H, int64_t W, index_t sy, index_t sx, index_t gsy, index_t gsx) {
     const scalar_t* dx = &flow(b, 0, y, x0);
@@ -154,12 +185,7 @@ struct alignas(64) TileSamples {
     const index_t fsx = flow.sx;
     const int32_t width = static_cast<int32_t>(W), height = static_cast<int32_t>(H), row = static_cast<int32_t>(y);
     const int32_t first = static_cast<int32_t>(x0), count = static_cast<int32_t>(n);
-    // The flow never overlaps the tile; without this GCC needs more run-time alias checks than it will emit.
-    V2V_IVDEP
-    for (int32_t x = 0; x < count; ++x) {
-      const Sample<acc_t> s = sample_at<acc_t, /*kPaired=*/true>(first + x, row, static_cast<acc_t>(dx[x * fsx]),
-                                                                 static_cast<acc_t>(dy[x * fsx]), height, width,
-                                                                 kZeros);
+    const auto store = [&](int32_t x, const Sample<acc_t>& s) {
       const AxisSample<acc_t>& ax = s.x;
       const AxisSample<acc_t>& ay = s.y;
       off[x] = static_cast<index_t>(ay.i0) * sy + static_cast<index_t>(ax.i0) * sx;
@@ -167,6 +193,23 @@ struct alignas(64) TileSamples {
       weight[0][x] = ax.w0, weight[1][x] = ax.w1, weight[2][x] = ay.w0, weight[3][x] = ay.w1;
       valid[x] = s.valid;
       if (kGrads) deriv[0][x] = ax.d0, deriv[1][x] = ax.d1, deriv[2][x] = ay.d0, deriv[3][x] = ay.d1;
+    };
+    constexpr bool kReflection = kSampling.padding == Padding::kReflection;
+    int32_t beyond_floor = 0;  // reflection: some flow of the tile not reduced exactly by floor division
+    // The flow never overlaps the tile; without this GCC needs more run-time alias checks than it will emit.
+    V2V_IVDEP
+    for (int32_t x = 0; x < count; ++x) {
+      const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
+      store(x, sample_at<acc_t, /*kPaired=*/true, /*kReduceByFloor=*/true>(first + x, row, fx, fy, height, width,
+                                                                          kSampling));
+      if (kReflection) beyond_floor |= !(reduces_by_floor(fx) & reduces_by_floor(fy));
+    }
+    if (!kReflection || !beyond_floor) return;
+    // Flows of 2^22 pixels and more (or ±Inf, NaN): again, reduced by fmod.
+    for (int32_t x = 0; x < count; ++x) {
+      const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
+      if (reduces_by_floor(fx) & reduces_by_floor(fy)) continue;
+      store(x, sample_at<acc_t, /*kPaired=*/true>(first + x, row, fx, fy, height, width, kSampling));
     }
   }
 };

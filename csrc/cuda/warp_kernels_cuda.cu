@@ -13,7 +13,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/full.h>
 #include <ATen/ops/scatter_add.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
@@ -51,7 +50,7 @@ struct Pixels {
   }
 };
 
-// A thread's pixel (b, y, x) and its bilinear sample.
+// A thread's pixel (b, y, x) and its sample.
 template <typename acc_t>
 struct ThreadPixel {
   int64_t b, y, x;
@@ -60,13 +59,13 @@ struct ThreadPixel {
 
 template <typename acc_t, typename scalar_t, typename index_t>
 V2V_HOST_DEVICE ThreadPixel<acc_t> thread_pixel(int64_t i, const Pixels& p,
-                                                const Strided4<const scalar_t, index_t>& flow, bool zeros) {
+                                                const Strided4<const scalar_t, index_t>& flow, Sampling sampling) {
   ThreadPixel<acc_t> t;
   p.locate<index_t>(i, &t.b, &t.y, &t.x);
   const acc_t dx = static_cast<acc_t>(flow(t.b, 0, t.y, t.x));
   const acc_t dy = static_cast<acc_t>(flow(t.b, 1, t.y, t.x));
   t.s = sample_at<acc_t>(static_cast<int32_t>(t.x), static_cast<int32_t>(t.y), dx, dy, static_cast<int32_t>(p.H),
-                         static_cast<int32_t>(p.W), zeros);
+                         static_cast<int32_t>(p.W), sampling);
   return t;
 }
 
@@ -202,10 +201,10 @@ struct FlowWarpForward {
   Pixels pixels;
   Strided4<const scalar_t, index_t> img, flow;
   Strided4<scalar_t, index_t> out;
-  bool zeros;
+  Sampling sampling;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, sampling);
     const auto off = corner_offsets(s, img.sy, img.sx);
     for (int64_t c = 0; c < pixels.C; ++c) {
       const acc_t v = s.valid ? interpolate(read_corners<acc_t>(img.plane(b, c), off), s.x, s.y) : acc_t(NAN);
@@ -221,10 +220,11 @@ struct FlowWarpBackward {
   Strided4<const scalar_t, index_t> grad_out, img, flow;
   ImageGradSink<acc_t, index_t> grad_img;
   Strided4<scalar_t, index_t> grad_flow;
-  bool need_img, need_flow, zeros;
+  bool need_img, need_flow;
+  Sampling sampling;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, sampling);
     acc_t gx = 0, gy = 0;
     if (s.valid) {
       const auto off_img = corner_offsets(s, img.sy, img.sx);
@@ -246,29 +246,25 @@ struct FlowWarpBackward {
   }
 };
 
-Tensor flow_warp_cuda(const Tensor& img, const Tensor& flow, const std::string& padding_mode) {
-  check_image_and_flow(img, flow, "img");
-  const bool zeros = parse_zeros_padding(padding_mode);
-  Tensor out = empty_like_layout(img);
+Tensor flow_warp_cuda(const Tensor& img, const Tensor& flow, V2V_SAMPLING_PARAMS) {
+  const auto [sampling, out] = start_forward(Op::kFlowWarp, {img, flow}, V2V_SAMPLING_ARGS);
   const Pixels pixels = Pixels::of(img);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_cuda", [&] {
     V2V_DISPATCH_INDEX(use_int32(img, flow, out), [&] {
       launch_per_pixel(img, FlowWarpForward<scalar_t, index_t>{pixels, strided4<const scalar_t, index_t>(img),
                                                                strided4<const scalar_t, index_t>(flow),
-                                                               strided4<scalar_t, index_t>(out), zeros});
+                                                               strided4<scalar_t, index_t>(out), sampling});
     });
   });
   return out;
 }
 
 std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const Tensor& img, const Tensor& flow,
-                                                   const std::string& padding_mode, std::array<bool, 2> need) {
-  check_image_and_flow(img, flow, "img");
-  check_same_layout(grad_out, "grad_out", img, "img", 0);
-  const bool zeros = parse_zeros_padding(padding_mode);
+                                                   V2V_SAMPLING_PARAMS, std::array<bool, 2> need) {
+  const auto [sampling, grads] = start_backward(Op::kFlowWarp, grad_out, {img, flow}, V2V_SAMPLING_ARGS, need);
   const Pixels pixels = Pixels::of(img);
-  Tensor grad_flow = requested_grad(flow, need[1]);
+  const Tensor& grad_flow = grads[1];
   Tensor grad_img;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, img.scalar_type(), "flow_warp_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -279,7 +275,7 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const
                                   pixels, strided4<const scalar_t, index_t>(grad_out),
                                   strided4<const scalar_t, index_t>(img), strided4<const scalar_t, index_t>(flow),
                                   image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow), need[0],
-                                  need[1], zeros});
+                                  need[1], sampling});
       });
     }
     grad_img = image_grad.finish(img);
@@ -295,10 +291,10 @@ struct WarpBlendForward {
   Pixels pixels;
   Strided4<const scalar_t, index_t> prev, flow, raw, weight;
   Strided4<scalar_t, index_t> out;
-  bool zeros;
+  Sampling sampling;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, sampling);
     const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
     const auto off = corner_offsets(s, prev.sy, prev.sx);
     for (int64_t c = 0; c < pixels.C; ++c) {
@@ -315,10 +311,11 @@ struct WarpBlendBackward {
   Strided4<const scalar_t, index_t> grad_out, prev, flow, raw, weight;
   ImageGradSink<acc_t, index_t> grad_prev;
   Strided4<scalar_t, index_t> grad_flow, grad_raw, grad_weight;
-  bool need_prev, need_flow, need_raw, need_weight, zeros;
+  bool need_prev, need_flow, need_raw, need_weight;
+  Sampling sampling;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, sampling);
     const acc_t w = static_cast<acc_t>(weight(b, 0, y, x));
     const bool need_warped = need_flow || need_weight;
     const auto off_prev = corner_offsets(s, prev.sy, prev.sx);
@@ -348,10 +345,8 @@ struct WarpBlendBackward {
 };
 
 Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw, const Tensor& weight,
-                       const std::string& padding_mode) {
-  check_warp_blend(prev, flow, raw, weight);
-  const bool zeros = parse_zeros_padding(padding_mode);
-  Tensor out = empty_like_layout(raw);
+                       V2V_SAMPLING_PARAMS) {
+  const auto [sampling, out] = start_forward(Op::kWarpBlend, {prev, flow, raw, weight}, V2V_SAMPLING_ARGS);
   const Pixels pixels = Pixels::of(prev);
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_cuda", [&] {
@@ -359,7 +354,7 @@ Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw
       launch_per_pixel(prev, WarpBlendForward<scalar_t, index_t>{
                                  pixels, strided4<const scalar_t, index_t>(prev), strided4<const scalar_t, index_t>(flow),
                                  strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
-                                 strided4<scalar_t, index_t>(out), zeros});
+                                 strided4<scalar_t, index_t>(out), sampling});
     });
   });
   return out;
@@ -368,14 +363,11 @@ Tensor warp_blend_cuda(const Tensor& prev, const Tensor& flow, const Tensor& raw
 std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor& grad_out, const Tensor& prev,
                                                                     const Tensor& flow, const Tensor& raw,
                                                                     const Tensor& weight,
-                                                                    const std::string& padding_mode,
-                                                                    std::array<bool, 4> need) {
-  check_warp_blend(prev, flow, raw, weight);
-  check_same_layout(grad_out, "grad_out", prev, "prev", 0);
-  const bool zeros = parse_zeros_padding(padding_mode);
+                                                                    V2V_SAMPLING_PARAMS, std::array<bool, 4> need) {
+  const auto [sampling, grads] =
+      start_backward(Op::kWarpBlend, grad_out, {prev, flow, raw, weight}, V2V_SAMPLING_ARGS, need);
   const Pixels pixels = Pixels::of(prev);
-  Tensor grad_flow = requested_grad(flow, need[1]), grad_raw = requested_grad(raw, need[2]);
-  Tensor grad_weight = requested_grad(weight, need[3]);
+  const Tensor &grad_flow = grads[1], &grad_raw = grads[2], &grad_weight = grads[3];
   Tensor grad_prev;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, prev.scalar_type(), "warp_blend_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -388,7 +380,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor
                                    strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
                                    image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow),
                                    strided4<scalar_t, index_t>(grad_raw), strided4<scalar_t, index_t>(grad_weight),
-                                   need[0], need[1], need[2], need[3], zeros});
+                                   need[0], need[1], need[2], need[3], sampling});
       });
     }
     grad_prev = image_grad.finish(prev);
@@ -406,10 +398,10 @@ struct MaskedWarpL1Forward {
   using acc_t = at::opmath_type<scalar_t>;
   Pixels pixels;
   Strided4<const scalar_t, index_t> src, flow, target, mask;
-  bool zeros;
+  Sampling sampling;
 
   V2V_HOST_DEVICE acc_t operator()(int64_t i) const {
-    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, sampling);
     const auto off = corner_offsets(s, src.sy, src.sx);
     acc_t sum = 0;
     for (int64_t c = 0; c < pixels.C; ++c) {
@@ -431,10 +423,11 @@ struct MaskedWarpL1Backward {
   Strided4<const scalar_t, index_t> src, flow, target, mask;
   ImageGradSink<acc_t, index_t> grad_src;
   Strided4<scalar_t, index_t> grad_flow, grad_target, grad_mask;
-  bool need_src, need_flow, need_target, need_mask, mask_per_channel, zeros;
+  bool need_src, need_flow, need_target, need_mask, mask_per_channel;
+  Sampling sampling;
 
   V2V_HOST_DEVICE void operator()(int64_t i) const {
-    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, zeros);
+    const auto [b, y, x, s] = thread_pixel<acc_t>(i, pixels, flow, sampling);
     const acc_t scale = static_cast<acc_t>(static_cast<double>(static_cast<acc_t>(*grad_out)) * inv_count);
     const auto off_src = corner_offsets(s, src.sy, src.sx);
     const auto off_grad = corner_offsets(s, grad_src.acc.sy, grad_src.acc.sx);
@@ -475,13 +468,12 @@ struct MaskedWarpL1Backward {
 };
 
 Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& target, const Tensor& mask,
-                           const std::string& padding_mode) {
-  check_masked_warp_l1(src, flow, target, mask);
-  const bool zeros = parse_zeros_padding(padding_mode);
+                           V2V_SAMPLING_PARAMS) {
+  const auto [sampling, out] = start_forward(Op::kMaskedWarpL1, {src, flow, target, mask}, V2V_SAMPLING_ARGS);
   const Pixels pixels = Pixels::of(src);
   const double count = static_cast<double>(src.numel());
-  if (src.numel() == 0) return at::full({}, std::numeric_limits<double>::quiet_NaN(), src.options());
-  Tensor out;
+  // The mean over zero elements is NaN, as torch.mean says.
+  if (src.numel() == 0) return out.fill_(std::numeric_limits<double>::quiet_NaN());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     Tensor partials = at::empty({blocks_for(pixels.n)}, src.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
@@ -491,10 +483,10 @@ Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& 
           MaskedWarpL1Forward<scalar_t, index_t>{pixels, strided4<const scalar_t, index_t>(src),
                                                  strided4<const scalar_t, index_t>(flow),
                                                  strided4<const scalar_t, index_t>(target),
-                                                 strided4<const scalar_t, index_t>(mask), zeros},
+                                                 strided4<const scalar_t, index_t>(mask), sampling},
           partials.data_ptr<acc_t>());
     });
-    out = partials.sum(at::kDouble).div_(count).to(src.scalar_type());
+    out.copy_(partials.sum(at::kDouble).div_(count));
   });
   return out;
 }
@@ -502,17 +494,12 @@ Tensor masked_warp_l1_cuda(const Tensor& src, const Tensor& flow, const Tensor& 
 std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Tensor& grad_out, const Tensor& src,
                                                                         const Tensor& flow, const Tensor& target,
                                                                         const Tensor& mask,
-                                                                        const std::string& padding_mode,
-                                                                        std::array<bool, 4> need) {
-  check_masked_warp_l1(src, flow, target, mask);
-  TORCH_CHECK(grad_out.numel() == 1, "grad_out of masked_warp_l1 must be a scalar, got ", grad_out.sizes());
-  TORCH_CHECK(grad_out.device() == src.device() && grad_out.scalar_type() == src.scalar_type(),
-              "grad_out must be a ", src.scalar_type(), " scalar on ", src.device());
-  const bool zeros = parse_zeros_padding(padding_mode);
+                                                                        V2V_SAMPLING_PARAMS, std::array<bool, 4> need) {
+  const auto [sampling, grads] =
+      start_backward(Op::kMaskedWarpL1, grad_out, {src, flow, target, mask}, V2V_SAMPLING_ARGS, need);
   const Pixels pixels = Pixels::of(src);
   const bool mask_per_channel = mask.size(1) != 1 || pixels.C == 1;
-  Tensor grad_flow = requested_grad(flow, need[1]), grad_target = requested_grad(target, need[2]);
-  Tensor grad_mask = requested_grad(mask, need[3]);
+  const Tensor &grad_flow = grads[1], &grad_target = grads[2], &grad_mask = grads[3];
   Tensor grad_src;
   const Tensor grad_scalar = grad_out.reshape({}).contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, src.scalar_type(), "masked_warp_l1_backward_cuda", [&] {
@@ -526,10 +513,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Te
                                   strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
                                   image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow),
                                   strided4<scalar_t, index_t>(grad_target), strided4<scalar_t, index_t>(grad_mask),
-                                  need[0], need[1], need[2], need[3], mask_per_channel, zeros});
+                                  need[0], need[1], need[2], need[3], mask_per_channel, sampling});
       });
     } else {
-      for (Tensor* g : {&grad_flow, &grad_target, &grad_mask}) {
+      for (const Tensor* g : {&grad_flow, &grad_target, &grad_mask}) {
         if (g->defined()) g->zero_();
       }
     }

@@ -36,6 +36,8 @@ EMPTY_SHAPES = ((0, 3, 4, 5), (2, 0, 4, 5), (2, 3, 0, 5), (2, 3, 4, 0))
 LAYOUTS = ("contiguous", "channels_last", "strided")
 FLOWS = ("ordinary", "hostile", "far", "integer")
 HOSTILE_VALUES = (float("nan"), float("inf"), float("-inf"), 1e30, -1e30, 6e4, -6e4)
+# The ops' sampling arguments (padding_mode, mode, align_corners), every combination.
+SAMPLINGS = tuple(itertools.product(("border", "zeros", "reflection"), ("bilinear", "nearest"), (True, False)))
 
 
 def build(build_dir, csrc):
@@ -92,9 +94,9 @@ def op_inputs(op, shape, flow_kind, per_channel_mask):
     return [image, flow, other, mask]
 
 
-def run(fn, tensors, dtype, layout, padding_mode):
+def run(fn, tensors, dtype, layout, sampling):
     leaves, views = zip(*(as_layout(t.to(dtype), layout) for t in tensors))
-    out = fn(*views, padding_mode)
+    out = fn(*views, *sampling)
     if out.dim() == 0:  # masked_warp_l1's loss
         out.backward()
     else:
@@ -121,25 +123,27 @@ def main():
     else:
         library = build(args.build_dir, args.csrc)
         os.environ["VID2VID_FAST_LIBRARY"] = library
-        import vid2vid_fast as v2v
+        import vid2vid_fast  # noqa: F401  (loads the library)
         from vid2vid_fast.ops import backends
 
         assert backends.EXTENSION_SOURCE.endswith(library), backends.EXTENSION_SOURCE
-        functions = {name: lambda *xs, op=getattr(v2v, name): op(*xs, backend="cpu") for name in names}
+        functions = {name: getattr(torch.ops.vid2vid_fast, name) for name in names}
     # (op, per-channel mask): masked_warp_l1 runs with a 1-channel and with a C-channel mask.
     variants = [("flow_warp", False), ("warp_blend", False), ("masked_warp_l1", False), ("masked_warp_l1", True)]
     torch.set_num_threads(4)  # several chunks per op even on a machine with fewer cores
     torch.manual_seed(0)
     count = 0
     shapes = EMULATED_SHAPES if args.cuda_emulated else SHAPES
-    for (op, per_channel_mask), shape, flow_kind in itertools.product(variants, shapes, FLOWS):
+    # Each input set runs twice per dtype and layout, with the sampling options in turn (shifted from one input
+    # set to the next, so that every combination meets every dtype, layout, shape and flow kind).
+    for block, ((op, per_channel_mask), shape, flow_kind) in enumerate(itertools.product(variants, shapes, FLOWS)):
         tensors = op_inputs(op, shape, flow_kind, per_channel_mask)
-        for dtype, layout, padding_mode in itertools.product(DTYPES, LAYOUTS, ("border", "zeros")):
-            run(functions[op], tensors, dtype, layout, padding_mode)
+        for k, (dtype, layout, _) in enumerate(itertools.product(DTYPES, LAYOUTS, range(2))):
+            run(functions[op], tensors, dtype, layout, SAMPLINGS[(block + k) % len(SAMPLINGS)])
             count += 1
-    for (op, per_channel_mask), shape, padding_mode in itertools.product(variants, EMPTY_SHAPES, ("border", "zeros")):
+    for (op, per_channel_mask), shape, sampling in itertools.product(variants, EMPTY_SHAPES, SAMPLINGS[::5]):
         tensors = op_inputs(op, shape, "ordinary", per_channel_mask)
-        run(functions[op], tensors, torch.float32, "contiguous", padding_mode)
+        run(functions[op], tensors, torch.float32, "contiguous", sampling)
         count += 1
     print(f"ok: {count} forward and backward runs under AddressSanitizer")
 

@@ -103,14 +103,17 @@ def test_direct_op_calls_are_checked_in_cpp(backend):
     t = good("cpu")
     ops = cuda_emulated.load() if backend == CUDA_EMULATED else torch.ops.vid2vid_fast
     with pytest.raises(RuntimeError, match="flow must be"):
-        ops.flow_warp(t["img"], torch.rand(2, 2, 4, 6), "border")
-    with pytest.raises(RuntimeError, match="padding_mode must be 'border' or 'zeros'"):
-        ops.flow_warp(t["img"], t["flow"], "mirror")
+        ops.flow_warp(t["img"], torch.rand(2, 2, 4, 6), "border", "bilinear", True)
+    with pytest.raises(RuntimeError, match="padding_mode must be 'border', 'zeros' or 'reflection', got 'mirror'"):
+        ops.flow_warp(t["img"], t["flow"], "mirror", "bilinear", True)
+    with pytest.raises(RuntimeError, match="mode must be 'bilinear' or 'nearest', got 'bicubic'"):
+        ops.flow_warp(t["img"], t["flow"], "border", "bicubic", True)
     with pytest.raises(RuntimeError, match="raw must have shape"):
-        ops.warp_blend(t["img"], t["flow"], torch.rand(2, 3, 5, 5), t["weight"], "border")
+        ops.warp_blend(t["img"], t["flow"], torch.rand(2, 3, 5, 5), t["weight"], "border", "bilinear", True)
     with pytest.raises(RuntimeError, match="weight must have 1 channels"):
-        ops.warp_blend(t["img"], t["flow"], t["img"], t["img"], "border")
+        ops.warp_blend(t["img"], t["flow"], t["img"], t["img"], "border", "bilinear", True)
     with pytest.raises(RuntimeError, match="grad_out must have shape"):
-        ops.flow_warp_backward(torch.rand(2, 3, 5, 7), t["img"], t["flow"], "border", [True, True])
+        ops.flow_warp_backward(torch.rand(2, 3, 5, 7), t["img"], t["flow"], "border", "bilinear", True, [True, True])
     with pytest.raises(RuntimeError, match="must be a scalar"):
-        ops.masked_warp_l1_backward(t["img"], t["img"], t["flow"], t["img"], t["weight"], "border", [True] * 4)
+        ops.masked_warp_l1_backward(t["img"], t["img"], t["flow"], t["img"], t["weight"], "border", "bilinear", True,
+                                    [True] * 4)
