@@ -69,9 +69,12 @@ def _sampling_coordinate(d, size, sampling):
     if reflection:
         if size == 1:
             return d * 0  # reflection into a single pixel: u = 0, derivative 0
-        # The reflection repeats every 2 * (size - 1) pixels of position, for both align_corners values;
-        # fmod is exact, so a huge flow loses nothing before the position is formed.
-        d = torch.fmod(d, 2 * (size - 1))
+        # The reflection repeats every 2 * (size - 1) pixels of position, for both align_corners values. fmod
+        # is exact, so a huge flow loses nothing before the position is formed, and every flow of a class
+        # modulo the period becomes the same number in [0, period] (d + period rounds the exact value).
+        period = 2 * (size - 1)
+        d = torch.fmod(d, period)
+        d = torch.where(d < 0, d + period, d)
     pos = torch.arange(size, dtype=d.dtype, device=d.device) + d
     if sampling.align_corners or size == 1:
         u = pos
