@@ -82,7 +82,7 @@ def _sampling_coordinate(d, size, sampling):
         u = pos * size / (size - 1) - 0.5  # pos * size first: exact where u is a half-integer
     if reflection:
         low, span = (0.0, size - 1) if sampling.align_corners else (-0.5, size)
-        r = torch.fmod((u - low).abs(), 2 * span)
+        r = torch.fmod(u - low, 2 * span)  # u - low >= 0: d is in [0, period]
         u = torch.where(r > span, 2 * span - r, r) + low
     return u
 
