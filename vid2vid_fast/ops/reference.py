@@ -19,7 +19,8 @@ F.grid_sample doing the sampling, and handle the rest themselves:
   reflection's period, 2 * (size - 1) pixels, before anything is rounded.
 - Precision: positions and sampling in float32 for float16 / bfloat16 inputs (float64 for float64), the
   result cast back to the input dtype, as the kernels do; autocast does not change it (the public functions
-  cast the inputs to the autocast dtype before calling these).
+  cast the inputs to the autocast dtype before calling these). grid_sample never sees float16 / bfloat16:
+  bfloat16 positions above 256 are wrong, and its CPU backward in those dtypes corrupts memory (torch 2.14.1).
 """
 
 import functools
