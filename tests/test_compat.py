@@ -300,6 +300,8 @@ def test_resample2d_constructor():
         compat.Resample2d(1, 2)
     with pytest.raises(ValueError, match="flownet2_edge_gradient=True needs bilinear=True"):
         compat.Resample2d(1, False, flownet2_edge_gradient=True)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        compat.Resample2d(backend="gpu")
 
 
 def test_top_level_resample2d_points_to_compat():

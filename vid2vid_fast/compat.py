@@ -10,9 +10,9 @@ the few places where they differ and why) with the fused kernels, forward and ba
 """
 
 import torch
-from torch import nn
 
 from .ops.flow_warp import flow_warp as _flow_warp
+from .ops.frontend import OpModule
 from .ops.reference import compute_dtype
 from .ops.spec import MODES
 
@@ -63,7 +63,7 @@ def resample(image, flow, *, backend="auto"):
     return _flow_warp(image, flow, "border", backend=backend)
 
 
-class Resample2d(nn.Module):
+class Resample2d(OpModule):
     """FlowNet2's and imaginaire's Resample2d(kernel_size=1, bilinear=True): forward(input1, input2) warps the
     image input1 (N, C, H, W) by the flow input2 (N, 2, H, W) in pixels, with border padding; bilinear=False
     samples the nearest pixel.
@@ -76,7 +76,6 @@ class Resample2d(nn.Module):
     """
 
     def __init__(self, kernel_size=1, bilinear=True, *, flownet2_edge_gradient=False, backend="auto"):
-        super().__init__()
         if kernel_size != 1:
             raise ValueError(f"kernel_size must be 1 (plain warping, the size FlowNet2 and vid2vid use), "
                              f"got {kernel_size!r}")
@@ -84,14 +83,13 @@ class Resample2d(nn.Module):
             raise TypeError(f"bilinear must be True (bilinear) or False (nearest), got {bilinear!r}")
         if flownet2_edge_gradient and not bilinear:
             raise ValueError("flownet2_edge_gradient=True needs bilinear=True: nearest sampling has no flow gradient")
+        super().__init__("border", mode="bilinear" if bilinear else "nearest", backend=backend)
         self.kernel_size = kernel_size
         self.bilinear = bilinear
         self.flownet2_edge_gradient = flownet2_edge_gradient
-        self.backend = backend
 
     def forward(self, input1, input2):
-        out = _flow_warp(input1, input2, "border", mode="bilinear" if self.bilinear else "nearest",
-                         backend=self.backend)
+        out = _flow_warp(input1, input2, **self.options())
         if not self.flownet2_edge_gradient:
             return out
         batch = out.shape[0]
@@ -99,7 +97,7 @@ class Resample2d(nn.Module):
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, bilinear={self.bilinear}, "
-                f"flownet2_edge_gradient={self.flownet2_edge_gradient}, backend={self.backend!r}")
+                f"flownet2_edge_gradient={self.flownet2_edge_gradient}, {super().extra_repr()}")
 
 
 class _FlowNet2EdgeGradient(torch.autograd.Function):

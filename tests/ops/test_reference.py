@@ -169,16 +169,24 @@ def test_low_precision_matches_float64_of_the_same_inputs(op, sampling, dtype):
     check_op(op, "reference", (1, 3, 4, 515), dtype, "contiguous", sampling, seed=6)
 
 
+def float32_inputs(op, shape):
+    """The op's float32 inputs: image and flow, then the blend's raw frame and weight or the loss's target and mask."""
+    b, _, h, w = shape
+    img, flow = make(shape), make_flow(b, h, w)
+    if op == "flow_warp":
+        return [img, flow]
+    weight_or_mask = torch.rand(b, 1, h, w)
+    return [img, flow, make(shape), weight_or_mask if op == "warp_blend" else (weight_or_mask < 0.7).float()]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("op", OP_NAMES)
 def test_autocast_runs_in_the_autocast_dtype(op, dtype):
     """Under torch.autocast the public function casts float32 inputs to the autocast dtype and the reference
     returns that dtype, bit for bit what it returns for those inputs outside autocast; called directly, the
     reference returns its inputs' dtype (grid_sample's autocast policy does not upcast its result)."""
-    make_inputs = {"flow_warp": flow_warp_inputs, "warp_blend": warp_blend_inputs,
-                   "masked_warp_l1": masked_warp_l1_inputs}[op]
     torch.manual_seed(7)
-    inputs = make_inputs()
+    inputs = float32_inputs(op, (2, 3, 6, 520))
     low = [t.to(dtype) for t in inputs]
     expected_low = getattr(reference, op)(*low)
     expected_float = getattr(reference, op)(*inputs)
@@ -189,20 +197,6 @@ def test_autocast_runs_in_the_autocast_dtype(op, dtype):
     assert public.dtype == dtype and torch.equal(public, expected_low)
     assert direct_low.dtype == dtype and torch.equal(direct_low, expected_low)
     assert direct_float.dtype == torch.float32 and torch.equal(direct_float, expected_float)
-
-
-def flow_warp_inputs():
-    return [make((2, 3, 6, 520)), make_flow(2, 6, 520)]
-
-
-def warp_blend_inputs():
-    img, flow = flow_warp_inputs()
-    return [img, flow, make(img.shape), torch.rand(2, 1, 6, 520)]
-
-
-def masked_warp_l1_inputs():
-    img, flow = flow_warp_inputs()
-    return [img, flow, make(img.shape), (torch.rand(2, 1, 6, 520) < 0.7).float()]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
