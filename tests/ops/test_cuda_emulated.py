@@ -12,6 +12,7 @@ from cases import (
     CUDA_EMULATED,
     OPS,
     PADDING_MODES,
+    Sampling,
     assert_close_to_reference,
     converging_inputs,
     deterministic_mode,
@@ -42,7 +43,7 @@ def test_every_thread_of_the_launch_runs(emulation):
     """One launch of ceil(pixels / 256) blocks of 256 threads, each thread once."""
     launches, threads = emulation.emulation_counts()
     img, flow = torch.rand(2, 3, 17, 23), torch.randn(2, 2, 17, 23)
-    emulation.flow_warp(img, flow, "border")
+    emulation.flow_warp(img, flow, "border", "bilinear", True)
     assert emulation.emulation_counts() == [launches + 1, threads + 4 * 256]  # 782 pixels
 
 
@@ -93,7 +94,8 @@ def test_64bit_offset_path(emulation, op, dtype, padding_mode, layout):
 @pytest.mark.parametrize("op", OPS)
 def test_64bit_offset_path_without_deterministic_mode(emulation, op):
     emulation.emulation_force_64bit_offsets(True)
-    check_op(op, CUDA_EMULATED, (2, 3, 17, 23), torch.float32, "channels_last", "zeros", seed=10)
+    check_op(op, CUDA_EMULATED, (2, 3, 17, 23), torch.float32, "channels_last", Sampling("zeros", "nearest", False),
+             seed=10)
 
 
 def test_a_missing_barrier_is_caught(emulation):
