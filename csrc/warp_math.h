@@ -80,13 +80,13 @@ struct AxisCoordinate {
   acc_t u, du;
 };
 
-// x modulo m (m > 0), as x - m * floor(x / m): while |x| < 2^22 (the floor and its product with m are then
-// exact) this is fmod(x, m) plus m where that is negative, rounded alike, in [0, m]. Vectorizes, where a call
-// to fmod would not.
+// fmod(x, m) for m > 0 and |x| < 2^22, computed as x - m * trunc(x / m), which vectorizes where a call to
+// fmod would not. Bit for bit fmod's: the product and the difference are exact there, and where x / m was
+// rounded up to the next integer the remainder's sign tells, and one m more gives fmod's exact result.
 template <typename acc_t>
-V2V_HOST_DEVICE acc_t modulo_by_floor(acc_t x, acc_t m) {
-  const acc_t r = x - m * static_cast<acc_t>(floor_index(x / m));
-  return r < acc_t(0) ? r + m : r;  // x / m was rounded up to the next integer
+V2V_HOST_DEVICE acc_t fmod_by_division(acc_t x, acc_t m) {
+  const acc_t r = x - m * static_cast<acc_t>(static_cast<int32_t>(x / m));
+  return ((r < acc_t(0)) & (x > acc_t(0))) ? r + m : (((r > acc_t(0)) & (x < acc_t(0))) ? r - m : r);
 }
 
 template <typename acc_t>
@@ -98,29 +98,29 @@ V2V_HOST_DEVICE acc_t fmod_of(acc_t x, acc_t m) {
   }
 }
 
-// Flows whose reduction (reduce_flow) the floor division does exactly: |d| < 2^22 pixels.
-constexpr float kFloorReductionLimit = 4194304.0f;
+// The flows fmod_by_division reduces: |d| < 2^22 pixels.
+constexpr float kDivisionReductionLimit = 4194304.0f;
 
 template <typename acc_t>
-V2V_HOST_DEVICE bool reduces_by_floor(acc_t d) {
-  return (d < acc_t(kFloorReductionLimit)) & (d > -acc_t(kFloorReductionLimit));
+V2V_HOST_DEVICE bool reduces_by_division(acc_t d) {
+  return (d < acc_t(kDivisionReductionLimit)) & (d > -acc_t(kDivisionReductionLimit));
 }
 
-// Under reflection the sample repeats every 2 (size - 1) pixels of position, for both align_corners values; a
-// flow component d is first reduced into [0, period) (README: this changes no sample, and keeps huge flows
-// exact). The reduction by fmod is exact for every d; by floor division (kByFloor, the CPU's vectorized
-// loop) it is the same number where reduces_by_floor(d), and a number in range elsewhere (d is clamped first,
-// to keep the float-to-integer conversion defined). Size 1: 0 (every position reflects to pixel 0).
-template <typename acc_t, bool kByFloor>
+// Under reflection the sample repeats every 2 (size - 1) pixels of position, for both align_corners values: a
+// flow component d is first reduced modulo that period (README; this changes no sample, and keeps huge flows
+// exact). fmod's remainder, exact, and d itself for every flow shorter than the period, so ordinary flows lose
+// nothing. kByDivision (the CPU's vectorized loop): fmod_by_division, the same number where
+// reduces_by_division(d), and a finite number elsewhere (d is clamped first, to keep the float-to-integer
+// conversion defined), where the caller must use fmod. Size 1: 0 (every position reflects to pixel 0).
+template <typename acc_t, bool kByDivision>
 V2V_HOST_DEVICE acc_t reduce_flow(acc_t d, int32_t size) {
-  const acc_t period = static_cast<acc_t>(2 * static_cast<int64_t>(size - 1));
   if (size == 1) return acc_t(0);
-  if constexpr (kByFloor) {
-    const acc_t limit = acc_t(kFloorReductionLimit);
-    return modulo_by_floor(clamp_value(d, -limit, limit), period);
+  const acc_t period = static_cast<acc_t>(2 * static_cast<int64_t>(size - 1));
+  if constexpr (kByDivision) {
+    const acc_t limit = acc_t(kDivisionReductionLimit);
+    return fmod_by_division(clamp_value(d, -limit, limit), period);
   } else {
-    const acc_t r = fmod_of(d, period);
-    return r < acc_t(0) ? r + period : r;
+    return fmod_of(d, period);
   }
 }
 
@@ -142,16 +142,18 @@ V2V_HOST_DEVICE AxisCoordinate<acc_t> axis_coordinate(acc_t pos, int32_t size, S
   }
   if (opt.padding == Padding::kReflection) {
     // Reflected about low and low + span (pixel centres 0 and size - 1 with align_corners, else the image's
-    // edges -0.5 and size - 0.5), as grid_sample reflects: u - low modulo the period 2 * span (a reduced flow
-    // keeps it below two periods, where the floor division is exact), folded back from the far half, which
-    // flips the derivative's sign. For size 1 with align_corners the period is 0: every u reflects to 0.
+    // edges -0.5 and size - 0.5) as grid_sample reflects: |u - low| (a reflection about low), modulo the
+    // period 2 * span (exact: a reduced flow keeps it below three periods), folded back from the far half;
+    // each reflection flips the derivative's sign. For size 1 with align_corners the period is 0: u is 0.
     const acc_t low = opt.align_corners ? acc_t(0) : acc_t(-0.5);
     const acc_t span = opt.align_corners ? last : static_cast<acc_t>(size);
     const acc_t period = acc_t(2) * span;
-    const acc_t r = period > acc_t(0) ? modulo_by_floor(u - low, period) : acc_t(0);
+    const acc_t v = u - low;
+    const bool below = v < acc_t(0);
+    const acc_t r = period > acc_t(0) ? fmod_by_division(below ? -v : v, period) : acc_t(0);
     const bool back = r > span;
     u = low + (back ? period - r : r);
-    du = back ? -du : du;
+    du = below != back ? -du : du;
   }
   // Border (also of a reflected coordinate, which rounding can leave a hair outside): clipped into
   // [0, size - 1], derivative 0 unless strictly inside. Comparisons, not fmin/fmax, so that ±Inf clips like
@@ -267,8 +269,8 @@ struct Sample {
 };
 
 // The sample for output pixel (x, y) displaced by (dx, dy) pixels, in an H x W image (paired: the CPU form;
-// kReduceByFloor: reduce_flow's floor division, for the CPU's vectorized loop).
-template <typename acc_t, bool kPaired = false, bool kReduceByFloor = false>
+// kReduceByDivision: reduce_flow's division, for the CPU's vectorized loop).
+template <typename acc_t, bool kPaired = false, bool kReduceByDivision = false>
 V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy, int32_t H, int32_t W,
                                         Sampling opt) {
   Sample<acc_t> s;
@@ -278,8 +280,8 @@ V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy
   dx = s.valid ? dx : acc_t(0);
   dy = s.valid ? dy : acc_t(0);
   if (reflection) {
-    dx = reduce_flow<acc_t, kReduceByFloor>(dx, W);
-    dy = reduce_flow<acc_t, kReduceByFloor>(dy, H);
+    dx = reduce_flow<acc_t, kReduceByDivision>(dx, W);
+    dy = reduce_flow<acc_t, kReduceByDivision>(dy, H);
   }
   const acc_t px = static_cast<acc_t>(x) + dx;
   const acc_t py = static_cast<acc_t>(y) + dy;

@@ -275,13 +275,12 @@ def test_nearest_rounds_half_to_even(backend):
 
 
 def reduced_for_reflection(flow):
-    """The flow reduced exactly modulo the reflection period 2 (size - 1) of each axis, into [0, period] (the
-    README's rule, which changes no sample); a size-1 axis's flow becomes 0."""
+    """The flow reduced exactly modulo the reflection period 2 (size - 1) of each axis (fmod: the README's
+    rule, which changes no sample); a size-1 axis's flow becomes 0."""
     reduced = flow.clone()
     for axis, size in ((0, flow.shape[3]), (1, flow.shape[2])):
         period = 2 * (size - 1)
-        d = torch.fmod(flow[:, axis], period) if period else torch.zeros_like(flow[:, axis])
-        reduced[:, axis] = torch.where(d < 0, d + period, d)
+        reduced[:, axis] = torch.fmod(flow[:, axis], period) if period else torch.zeros_like(flow[:, axis])
     return reduced
 
 
