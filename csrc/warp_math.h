@@ -37,9 +37,11 @@ struct Sampling {
   bool align_corners;
 };
 
+// Two selects one after the other, not nested: GCC if-converts (and so vectorizes) this form inside larger loops.
 template <typename T>
 V2V_HOST_DEVICE T clamp_value(T v, T lo, T hi) {
-  return v < lo ? lo : (v > hi ? hi : v);
+  const T above_lo = v < lo ? lo : v;
+  return above_lo > hi ? hi : above_lo;
 }
 
 // floor() for a position already clamped into a small finite range. Truncation plus a correction: on
@@ -69,7 +71,7 @@ V2V_HOST_DEVICE bool is_nan(acc_t v) {
 // False for NaN and ±Inf (v - v is NaN for both), without a library call.
 template <typename acc_t>
 V2V_HOST_DEVICE bool is_finite(acc_t v) {
-  return v - v == acc_t(0);
+  return !is_nan(v - v);
 }
 
 // The sampling coordinate of one axis: u, the position in the input in pixels after align_corners and
@@ -80,13 +82,21 @@ struct AxisCoordinate {
   acc_t u, du;
 };
 
-// fmod(x, m) for m > 0 and |x| < 2^22, computed as x - m * trunc(x / m), which vectorizes where a call to
+// fmod(x, m) for m >= 1 and |x| < 2^22, computed as x - m * trunc(x / m), which vectorizes where a call to
 // fmod would not. Bit for bit fmod's: the product and the difference are exact there, and where x / m was
 // rounded up to the next integer the remainder's sign tells, and one m more gives fmod's exact result.
+// Outside that range a finite number (the quotient taken as 0). In float arithmetic only (the truncation by
+// round_half_to_even), and with factors rather than nested selects: GCC vectorizes this form; a float-to-int
+// conversion here made it move the code into a branch that it then could not vectorize.
 template <typename acc_t>
 V2V_HOST_DEVICE acc_t fmod_by_division(acc_t x, acc_t m) {
-  const acc_t r = x - m * static_cast<acc_t>(static_cast<int32_t>(x / m));
-  return ((r < acc_t(0)) & (x > acc_t(0))) ? r + m : (((r > acc_t(0)) & (x < acc_t(0))) ? r - m : r);
+  const acc_t q = x / m;
+  const acc_t magnitude = q < acc_t(0) ? -q : q;
+  const acc_t a = magnitude < acc_t(4194304) ? magnitude : acc_t(0);  // 2^22
+  const acc_t nearest = round_half_to_even(a);
+  const acc_t whole = nearest - static_cast<acc_t>(nearest > a);  // floor(a) = trunc(|q|)
+  const acc_t r = x - m * (q < acc_t(0) ? -whole : whole);
+  return r + m * (static_cast<acc_t>((r < acc_t(0)) & (x > acc_t(0))) - static_cast<acc_t>((r > acc_t(0)) & (x < acc_t(0))));
 }
 
 template <typename acc_t>
@@ -98,7 +108,7 @@ V2V_HOST_DEVICE acc_t fmod_of(acc_t x, acc_t m) {
   }
 }
 
-// The flows fmod_by_division reduces: |d| < 2^22 pixels.
+// The flows fmod_by_division reduces exactly: |d| < 2^22 pixels.
 constexpr float kDivisionReductionLimit = 4194304.0f;
 
 template <typename acc_t>
@@ -110,30 +120,34 @@ V2V_HOST_DEVICE bool reduces_by_division(acc_t d) {
 // flow component d is first reduced modulo that period (README; this changes no sample, and keeps huge flows
 // exact). fmod's remainder, exact, and d itself for every flow shorter than the period, so ordinary flows lose
 // nothing. kByDivision (the CPU's vectorized loop): fmod_by_division, the same number where
-// reduces_by_division(d), and a finite number elsewhere (d is clamped first, to keep the float-to-integer
-// conversion defined), where the caller must use fmod. Size 1: 0 (every position reflects to pixel 0).
+// reduces_by_division(d); elsewhere the caller must use fmod instead. Size 1: 0 (every position reflects to
+// pixel 0).
 template <typename acc_t, bool kByDivision>
 V2V_HOST_DEVICE acc_t reduce_flow(acc_t d, int32_t size) {
-  if (size == 1) return acc_t(0);
-  const acc_t period = static_cast<acc_t>(2 * static_cast<int64_t>(size - 1));
+  // Selects rather than an early return for size 1, so that the CPU loop has no control flow.
+  const acc_t period = static_cast<acc_t>(size > 1 ? 2 * static_cast<int64_t>(size - 1) : 1);
+  acc_t r;
   if constexpr (kByDivision) {
-    const acc_t limit = acc_t(kDivisionReductionLimit);
-    return fmod_by_division(clamp_value(d, -limit, limit), period);
+    r = fmod_by_division(d, period);
   } else {
-    return fmod_of(d, period);
+    r = fmod_of(d, period);
   }
+  return r * static_cast<acc_t>(size > 1);
 }
 
 template <typename acc_t>
 V2V_HOST_DEVICE AxisCoordinate<acc_t> axis_coordinate(acc_t pos, int32_t size, Sampling opt) {
   const acc_t last = static_cast<acc_t>(size - 1);
   acc_t u = pos, du = acc_t(1);
-  if (!opt.align_corners && size > 1) {
+  if (!opt.align_corners) {
     // grid_sample's unnormalisation with align_corners=False, applied to grid = 2 * pos / (size - 1) - 1:
     // u = pos * size / (size - 1) - 0.5, multiplied first so that a u on a half-integer (a tie of nearest) is
-    // exact. Size 1 keeps the identity (our rule: that grid divides by zero).
-    u = pos * static_cast<acc_t>(size) / last - acc_t(0.5);
-    du = static_cast<acc_t>(size) / last;
+    // exact. Size 1 keeps the identity (our rule: that grid divides by zero). Selects, not a branch on the
+    // size, so that the CPU loop has no control flow.
+    const bool scaled = size > 1;
+    const acc_t denominator = scaled ? last : acc_t(1);
+    u = scaled ? pos * static_cast<acc_t>(size) / denominator - acc_t(0.5) : pos;
+    du = scaled ? static_cast<acc_t>(size) / denominator : acc_t(1);
   }
   if (opt.padding == Padding::kZeros) {
     // A position more than one pixel outside touches no pixel, so clamping it to [-2, size + 1] changes
@@ -148,12 +162,14 @@ V2V_HOST_DEVICE AxisCoordinate<acc_t> axis_coordinate(acc_t pos, int32_t size, S
     const acc_t low = opt.align_corners ? acc_t(0) : acc_t(-0.5);
     const acc_t span = opt.align_corners ? last : static_cast<acc_t>(size);
     const acc_t period = acc_t(2) * span;
+    // (Sign factors rather than selects where the result is exact either way: GCC vectorizes this form.)
     const acc_t v = u - low;
-    const bool below = v < acc_t(0);
-    const acc_t r = period > acc_t(0) ? fmod_by_division(below ? -v : v, period) : acc_t(0);
-    const bool back = r > span;
-    u = low + (back ? period - r : r);
-    du = below != back ? -du : du;
+    const acc_t below = static_cast<acc_t>(v < acc_t(0));
+    const acc_t has_period = static_cast<acc_t>(period > acc_t(0));
+    const acc_t r = has_period * fmod_by_division(v * (acc_t(1) - acc_t(2) * below), period + (acc_t(1) - has_period));
+    const acc_t back = static_cast<acc_t>(r > span);
+    u = low + (back != acc_t(0) ? period - r : r);
+    du = du * (acc_t(1) - acc_t(2) * below) * (acc_t(1) - acc_t(2) * back);
   }
   // Border (also of a reflected coordinate, which rounding can leave a hair outside): clipped into
   // [0, size - 1], derivative 0 unless strictly inside. Comparisons, not fmin/fmax, so that ±Inf clips like
@@ -277,12 +293,12 @@ V2V_HOST_DEVICE Sample<acc_t> sample_at(int32_t x, int32_t y, acc_t dx, acc_t dy
   // The reflection of an infinite position is undefined; under border and zeros it samples like a far one.
   const bool reflection = opt.padding == Padding::kReflection;
   s.valid = reflection ? (is_finite(dx) & is_finite(dy)) : !(is_nan(dx) | is_nan(dy));
-  dx = s.valid ? dx : acc_t(0);
-  dy = s.valid ? dy : acc_t(0);
-  if (reflection) {
+  if (reflection) {  // NaN and ±Inf reduce to NaN, and are replaced below
     dx = reduce_flow<acc_t, kReduceByDivision>(dx, W);
     dy = reduce_flow<acc_t, kReduceByDivision>(dy, H);
   }
+  dx = s.valid ? dx : acc_t(0);
+  dy = s.valid ? dy : acc_t(0);
   const acc_t px = static_cast<acc_t>(x) + dx;
   const acc_t py = static_cast<acc_t>(y) + dy;
   if constexpr (kPaired) {

@@ -194,22 +194,21 @@ struct alignas(64) TileSamples {
       valid[x] = s.valid;
       if (kGrads) deriv[0][x] = ax.d0, deriv[1][x] = ax.d1, deriv[2][x] = ay.d0, deriv[3][x] = ay.d1;
     };
-    constexpr bool kReflection = kSampling.padding == Padding::kReflection;
-    int32_t beyond_division = 0;  // reflection: some flow of the tile too long for reduce_flow's division
     // The flow never overlaps the tile; without this GCC needs more run-time alias checks than it will emit.
     V2V_IVDEP
     for (int32_t x = 0; x < count; ++x) {
       const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
       store(x, sample_at<acc_t, /*kPaired=*/true, /*kReduceByDivision=*/true>(first + x, row, fx, fy, height,
                                                                              width, kSampling));
-      if (kReflection) beyond_division |= !(reduces_by_division(fx) & reduces_by_division(fy));
     }
-    if (!kReflection || !beyond_division) return;
-    // Flows of 2^22 pixels and more (or ±Inf, NaN): again, reduced by fmod.
-    for (int32_t x = 0; x < count; ++x) {
-      const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
-      if (reduces_by_division(fx) & reduces_by_division(fy)) continue;
-      store(x, sample_at<acc_t, /*kPaired=*/true>(first + x, row, fx, fy, height, width, kSampling));
+    if constexpr (kSampling.padding == Padding::kReflection) {
+      // Flows of 2^22 pixels and more (and ±Inf, NaN), again with the reduction by fmod. (A loop of its own:
+      // a flag set in the loop above stopped GCC from vectorizing it.)
+      for (int32_t x = 0; x < count; ++x) {
+        const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
+        if (reduces_by_division(fx) & reduces_by_division(fy)) continue;
+        store(x, sample_at<acc_t, /*kPaired=*/true>(first + x, row, fx, fy, height, width, kSampling));
+      }
     }
   }
 };
