@@ -85,7 +85,7 @@ struct AxisCoordinate {
 // fmod(x, m) for m >= 1 and |x| < 2^22, computed as x - m * trunc(x / m), which vectorizes where a call to
 // fmod would not. Bit for bit fmod's: the product and the difference are exact there, and where x / m was
 // rounded up to the next integer the remainder's sign tells, and one m more gives fmod's exact result.
-// Outside that range a finite number (the quotient taken as 0). In float arithmetic only (the truncation by
+// Outside that range: x itself (the quotient taken as 0). In float arithmetic only (the truncation by
 // round_half_to_even), and with factors rather than nested selects: GCC vectorizes this form; a float-to-int
 // conversion here made it move the code into a branch that it then could not vectorize.
 template <typename acc_t>
