@@ -1,7 +1,7 @@
 """torch.library ops for the Triton backend, namespace vid2vid_fast_triton, with the schemas of the
-extension's ops (vid2vid_fast::*): op(tensors..., str padding_mode) and
-op_backward(grad_out, tensors..., padding_mode, bool[] output_mask) -> one gradient per input, empty where
-the mask says it is not needed.
+extension's ops (vid2vid_fast::*): op(tensors..., str padding_mode, str mode, bool align_corners) and
+op_backward(grad_out, tensors..., padding_mode, mode, align_corners, bool[] output_mask) -> one gradient per
+input, empty where the mask says it is not needed.
 
 They are torch.library.custom_op functions with fake implementations and autograd, so
 torch.compile(fullgraph=True) treats them as opaque calls (no graph break, on CPU under the interpreter
@@ -34,43 +34,53 @@ def _deterministic():
 
 
 @torch.library.custom_op(f"{NAMESPACE}::flow_warp", mutates_args=())
-def flow_warp(img: Tensor, flow: Tensor, padding_mode: str) -> Tensor:
-    return _launch().flow_warp(img, flow, padding_mode)
+def flow_warp(img: Tensor, flow: Tensor, padding_mode: str, mode: str, align_corners: bool) -> Tensor:
+    return _launch().flow_warp(img, flow, padding_mode, mode, align_corners)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::flow_warp_backward", mutates_args=())
 def flow_warp_backward(
-    grad_out: Tensor, img: Tensor, flow: Tensor, padding_mode: str, output_mask: List[bool]
+    grad_out: Tensor, img: Tensor, flow: Tensor, padding_mode: str, mode: str, align_corners: bool,
+    output_mask: List[bool],
 ) -> Tuple[Tensor, Tensor]:
-    return _launch().flow_warp_backward(grad_out, img, flow, padding_mode, output_mask, _deterministic())
+    return _launch().flow_warp_backward(grad_out, img, flow, padding_mode, mode, align_corners, output_mask,
+                                        _deterministic())
 
 
 @torch.library.custom_op(f"{NAMESPACE}::warp_blend", mutates_args=())
-def warp_blend(prev: Tensor, flow: Tensor, raw: Tensor, weight: Tensor, padding_mode: str) -> Tensor:
-    return _launch().warp_blend(prev, flow, raw, weight, padding_mode)
+def warp_blend(
+    prev: Tensor, flow: Tensor, raw: Tensor, weight: Tensor, padding_mode: str, mode: str, align_corners: bool
+) -> Tensor:
+    return _launch().warp_blend(prev, flow, raw, weight, padding_mode, mode, align_corners)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::warp_blend_backward", mutates_args=())
 def warp_blend_backward(
-    grad_out: Tensor, prev: Tensor, flow: Tensor, raw: Tensor, weight: Tensor, padding_mode: str,
-    output_mask: List[bool],
+    grad_out: Tensor, prev: Tensor, flow: Tensor, raw: Tensor, weight: Tensor, padding_mode: str, mode: str,
+    align_corners: bool, output_mask: List[bool],
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _launch().warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, output_mask,
-                                         _deterministic())
+    return _launch().warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, mode, align_corners,
+                                         output_mask, _deterministic())
 
 
 @torch.library.custom_op(f"{NAMESPACE}::masked_warp_l1", mutates_args=())
-def masked_warp_l1(src: Tensor, flow: Tensor, target: Tensor, mask: Tensor, padding_mode: str) -> Tensor:
-    return _launch().masked_warp_l1(src, flow, target, mask, padding_mode)
+def masked_warp_l1(
+    src: Tensor, flow: Tensor, target: Tensor, mask: Tensor, padding_mode: str, mode: str, align_corners: bool
+) -> Tensor:
+    return _launch().masked_warp_l1(src, flow, target, mask, padding_mode, mode, align_corners)
 
 
 @torch.library.custom_op(f"{NAMESPACE}::masked_warp_l1_backward", mutates_args=())
 def masked_warp_l1_backward(
-    grad_out: Tensor, src: Tensor, flow: Tensor, target: Tensor, mask: Tensor, padding_mode: str,
-    output_mask: List[bool],
+    grad_out: Tensor, src: Tensor, flow: Tensor, target: Tensor, mask: Tensor, padding_mode: str, mode: str,
+    align_corners: bool, output_mask: List[bool],
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _launch().masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, output_mask,
-                                             _deterministic())
+    return _launch().masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, mode, align_corners,
+                                             output_mask, _deterministic())
+
+
+# The sampling arguments that follow an op's tensors: padding_mode, mode, align_corners.
+N_SAMPLING_ARGS = 3
 
 
 def _register(name, forward, backward_op, n_inputs, forward_fake):
@@ -83,12 +93,12 @@ def _register(name, forward, backward_op, n_inputs, forward_fake):
 
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs[:n_inputs])
-        ctx.padding_mode = inputs[n_inputs]
+        ctx.sampling = inputs[n_inputs:]
 
     def backward(ctx, grad_out):
         mask = list(ctx.needs_input_grad[:n_inputs])
-        grads = backward_op(grad_out, *ctx.saved_tensors, ctx.padding_mode, mask)
-        return (*(g if needed else None for g, needed in zip(grads, mask)), None)
+        grads = backward_op(grad_out, *ctx.saved_tensors, *ctx.sampling, mask)
+        return (*(g if needed else None for g, needed in zip(grads, mask)), *(None,) * N_SAMPLING_ARGS)
 
     forward.register_autograd(backward, setup_context=setup_context)
 
@@ -101,8 +111,8 @@ def _register(name, forward, backward_op, n_inputs, forward_fake):
     backward_op.register_autograd(double_backward)
 
 
-_register("flow_warp", flow_warp, flow_warp_backward, 2, lambda img, flow, padding_mode: torch.empty_like(img))
+_register("flow_warp", flow_warp, flow_warp_backward, 2, lambda img, flow, *sampling: torch.empty_like(img))
 _register("warp_blend", warp_blend, warp_blend_backward, 4,
-          lambda prev, flow, raw, weight, padding_mode: torch.empty_like(raw))
+          lambda prev, flow, raw, weight, *sampling: torch.empty_like(raw))
 _register("masked_warp_l1", masked_warp_l1, masked_warp_l1_backward, 4,
-          lambda src, flow, target, mask, padding_mode: src.new_empty(()))
+          lambda src, flow, target, mask, *sampling: src.new_empty(()))
