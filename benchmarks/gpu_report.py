@@ -313,7 +313,7 @@ def relative_error(got, want):
 
 def benchmark(device, impls, shapes, timer, budget_s, log):
     """Rows of {op, impl, dtype, shape, numel, pass, ms, bytes, gbps, peak_mib, rel_error, note}."""
-    from op_cases import OPS, make_inputs
+    from op_cases import OPS, bind, make_inputs, op_samplings
 
     compiled = {op: torch.compile(eager, dynamic=False) for op, (eager, _) in OPS.items()}
     begin = time.perf_counter()
@@ -321,7 +321,8 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
     # The target shape first, so that a run cut short by the budget still has the numbers the targets need.
     order = [shapes[TARGET_INDEX]] + [s for i, s in enumerate(shapes) if i != TARGET_INDEX]
     for shape in order:
-        for op, (eager, fused) in OPS.items():
+        for op, sampling in op_samplings():
+            eager = bind(op, "reference", sampling, None)
             base = make_inputs(op, shape, "cpu", seed=0)
             for dtype in DTYPES:
                 inputs = [t.to(device=device, dtype=dtype) for t in base]
@@ -330,8 +331,12 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
                     truth = eager(*[t.float() for t in inputs])
                     upstream = torch.randn_like(eager(*inputs))
                 for impl in impls:
-                    fn = eager if impl == "eager" else compiled[op] if impl == "compiled" else on_backend(fused, impl)
-                    common = {"op": op, "impl": impl, "dtype": dtype_name(dtype), "shape": list(shape),
+                    if impl == "compiled":
+                        fn = lambda *xs, op=op, sampling=sampling: compiled[op](*xs, sampling)  # noqa: E731
+                    else:
+                        fn = bind(op, "reference" if impl == "eager" else "fused", sampling, impl)
+                    common = {"op": op, "sampling": str(sampling), "impl": impl, "dtype": dtype_name(dtype),
+                              "shape": list(shape),
                               "numel": shape[0] * shape[1] * shape[2] * shape[3]}
                     over = time.perf_counter() - begin > budget_s
                     error, note = None, None
@@ -364,7 +369,7 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
                                 row["note"] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
                         rows.append(row)
                         shown = f"{row['ms']:9.3f} ms" if row["ms"] is not None else f"   -- {row['note']}"
-                        log(f"{op:15s} {shape_name(shape):13s} {dtype_name(dtype):8s} {impl:8s} {pass_:7s} {shown}")
+                        log(f"{op:15s} {str(sampling):24s} {shape_name(shape):13s} {dtype_name(dtype):8s} {impl:8s} {pass_:7s} {shown}")
                     if device == "cuda":
                         torch.cuda.empty_cache()
     return rows
@@ -374,6 +379,10 @@ def benchmark(device, impls, shapes, timer, budget_s, log):
 
 
 def find(rows, **match):
+    """The first row with the values of `match`; of the default sampling unless match names one."""
+    from op_cases import DEFAULT_SAMPLING  # after the build step, like every import of the package here
+
+    match.setdefault("sampling", str(DEFAULT_SAMPLING))
     for r in rows:
         if all(r[k] == v for k, v in match.items()):
             return r
@@ -422,38 +431,42 @@ def ms_cell(row):
 
 def time_table(rows, impls, passes, shapes):
     fused = [i for i in impls if i in FUSED]
-    head = "| op | shape | dtype | pass | " + " | ".join(impls) + " | best fused × eager | best fused × compiled |"
-    lines = [head, "|" + "---|" * 4 + "---:|" * (len(impls) + 2)]
-    for op in BYTE_MODEL:
+    from op_cases import op_samplings
+
+    head = ("| op | sampling | shape | dtype | pass | " + " | ".join(impls)
+            + " | best fused × eager | best fused × compiled |")
+    lines = [head, "|" + "---|" * 5 + "---:|" * (len(impls) + 2)]
+    for op, sampling in op_samplings():
         for shape in shapes:
             for dtype in DTYPES:
                 for pass_ in passes:
-                    cells = {i: find(rows, op=op, impl=i, dtype=dtype_name(dtype), shape=list(shape),
-                                     **{"pass": pass_}) for i in impls}
+                    cells = {i: find(rows, op=op, sampling=str(sampling), impl=i, dtype=dtype_name(dtype),
+                                     shape=list(shape), **{"pass": pass_}) for i in impls}
                     times = [cells[i]["ms"] for i in fused if cells[i] and cells[i]["ms"] is not None]
                     best = min(times) if times else None
                     ratios = []
                     for base in ("eager", "compiled"):
                         r = cells.get(base)
                         ratios.append(f"{r['ms'] / best:.2f}" if best and r and r["ms"] is not None else "n/a")
-                    lines.append(f"| {op} | {shape_name(shape)} | {dtype_name(dtype)} | {pass_} | "
+                    lines.append(f"| {op} | {sampling} | {shape_name(shape)} | {dtype_name(dtype)} | {pass_} | "
                                  + " | ".join(ms_cell(cells[i]) for i in impls)
                                  + f" | {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
 
 
 def bandwidth_table(rows, copy):
-    lines = ["| op | shape | dtype | impl | fwd GB/s | fwd % of copy | fwd+bwd GB/s | peak MiB fwd | peak MiB fwd+bwd |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| op | sampling | shape | dtype | impl | fwd GB/s | fwd % of copy | fwd+bwd GB/s | peak MiB fwd | "
+             "peak MiB fwd+bwd |", "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["pass"] != "fwd":
             continue
-        both = find(rows, op=r["op"], impl=r["impl"], dtype=r["dtype"], shape=r["shape"], **{"pass": "fwd+bwd"})
+        both = find(rows, op=r["op"], sampling=r["sampling"], impl=r["impl"], dtype=r["dtype"], shape=r["shape"],
+                    **{"pass": "fwd+bwd"})
 
         def fmt(v, spec):
             return format(v, spec) if v is not None else "n/a"
 
-        lines.append(f"| {r['op']} | {shape_name(r['shape'])} | {r['dtype']} | {r['impl']} | {fmt(r['gbps'], '.0f')} | "
+        lines.append(f"| {r['op']} | {r['sampling']} | {shape_name(r['shape'])} | {r['dtype']} | {r['impl']} | {fmt(r['gbps'], '.0f')} | "
                      f"{fmt(r['gbps'] / copy['gbps'] * 100 if r['gbps'] else None, '.0f')} | "
                      f"{fmt(both and both['gbps'], '.0f')} | {fmt(r['peak_mib'], '.1f')} | {fmt(both and both['peak_mib'], '.1f')} |")
     return "\n".join(lines)
@@ -473,7 +486,8 @@ def markdown(report):
         "", "## Method", "",
         (f"- timing: {report['timing']}; fused backends: {', '.join(report['fused']) or 'none'}; eager = the "
          "grid_sample chain of benchmarks/op_cases.py (what vid2vid runs); compiled = torch.compile(eager, "
-         "dynamic=False); inputs from op_cases.make_inputs (smooth flows of a few pixels), border padding"),
+         "dynamic=False); inputs from op_cases.make_inputs (smooth flows of a few pixels); every op with the default "
+         "sampling (border-bilinear-corners), flow_warp also with op_cases.SAMPLINGS"),
         ("- passes: fwd under no_grad; bwd = torch.autograd.grad of one retained forward; fwd+bwd = both, "
          "gradients of every input"),
         (f"- copy bandwidth (device-to-device, read + write): {copy['gbps']:.0f} GB/s "
@@ -692,7 +706,11 @@ def main():
 
     written = []
     if on_gpu:
-        table = dispatch.table_from_timings(rows, f"benchmarks/gpu_report.py on {report['machine']['gpu']}, {report['date']}")
+        # backend="auto" is chosen per op, dtype and size from the default sampling's times.
+        from op_cases import DEFAULT_SAMPLING
+
+        default_rows = [r for r in rows if r["sampling"] == str(DEFAULT_SAMPLING)]
+        table = dispatch.table_from_timings(default_rows, f"benchmarks/gpu_report.py on {report['machine']['gpu']}, {report['date']}")
         if table["choices"]:
             path = args.dispatch_table or dispatch.TABLE_PATH
             dispatch.write_table(table, path)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 import vid2vid_fast as v2v
+from vid2vid_fast.ops.spec import ALL_SAMPLINGS
 
 OPS = {"flow_warp": v2v.flow_warp, "warp_blend": v2v.warp_blend, "masked_warp_l1": v2v.masked_warp_l1}
 SHAPES = ((2, 3, 17, 23), (1, 2, 1, 9), (1, 3, 7, 1))
@@ -67,12 +68,12 @@ def main():
         for backend in backends:
             for op, fn in OPS.items():
                 for dtype in (torch.float32, torch.bfloat16):
-                    for padding_mode in ("border", "zeros"):
+                    for sampling in ALL_SAMPLINGS:
                         for shape in SHAPES:
                             for layout in ("contiguous", "channels_last") if shape == SHAPES[0] else ("contiguous",):
                                 inputs = inputs_for(op, shape, dtype, layout, device, gen)
                                 try:
-                                    out = fn(*inputs, padding_mode, backend=backend)
+                                    out = fn(*inputs, **sampling.keywords(), backend=backend)
                                     grads = torch.autograd.grad(out, inputs, torch.randn_like(out))
                                     if device == "cuda":
                                         torch.cuda.synchronize()
@@ -82,7 +83,7 @@ def main():
                                         refused.add(f"{backend} {op}")
                                         continue
                                     errors += 1
-                                    print(f"error: {backend} {op} {dtype} {padding_mode} {shape} {layout} "
+                                    print(f"error: {backend} {op} {dtype} {sampling} {shape} {layout} "
                                           f"deterministic={deterministic}: {e}", flush=True)
                                 calls += 1
     torch.use_deterministic_algorithms(False)

@@ -1,36 +1,55 @@
 """The benchmark cases shared by test_bench_ops.py (pytest-benchmark) and ops_table.py (the side-by-side table).
 
 Each op is timed as the fused op and as the eager chain a vid2vid user runs today: reference.grid_sample_warp
-(base grid + normalisation + F.grid_sample) followed by the blend or loss arithmetic written out.
+(base grid + normalisation + F.grid_sample) followed by the blend or loss arithmetic written out. Every op runs
+with the default sampling (bilinear, border, align_corners=True); flow_warp, the op other libraries' warps map
+to, also with the other modes of SAMPLINGS.
 """
 
 import torch
 
 import vid2vid_fast as v2v
 from vid2vid_fast.ops.reference import grid_sample_warp
+from vid2vid_fast.ops.spec import DEFAULT_SAMPLING, Sampling
 
 SHAPES = ((1, 3, 256, 512), (4, 3, 128, 256), (1, 32, 128, 128))
 PASSES = ("fwd", "fwd+bwd")
+# The other sampling modes timed for flow_warp: BasicSR's / mmagic's default (zeros), with align_corners=False,
+# nearest (their interp_mode="nearest") and reflection.
+SAMPLINGS = (Sampling("zeros", align_corners=False), Sampling("zeros", "nearest"), Sampling("reflection"))
 
 
-def eager_flow_warp(img, flow):
-    return grid_sample_warp(img, flow)
+def eager_flow_warp(img, flow, sampling=DEFAULT_SAMPLING):
+    return grid_sample_warp(img, flow, **sampling.keywords())
 
 
-def eager_warp_blend(prev, flow, raw, weight):
-    return raw * weight + grid_sample_warp(prev, flow) * (1 - weight)
+def eager_warp_blend(prev, flow, raw, weight, sampling=DEFAULT_SAMPLING):
+    return raw * weight + grid_sample_warp(prev, flow, **sampling.keywords()) * (1 - weight)
 
 
-def eager_masked_warp_l1(src, flow, target, mask):
-    return (grid_sample_warp(src, flow) * mask - target * mask).abs().mean()
+def eager_masked_warp_l1(src, flow, target, mask, sampling=DEFAULT_SAMPLING):
+    return (grid_sample_warp(src, flow, **sampling.keywords()) * mask - target * mask).abs().mean()
 
 
-# op name -> (eager chain, fused op taking backend=)
+# op name -> (eager chain, fused op taking backend=); both take the sampling options.
 OPS = {
     "flow_warp": (eager_flow_warp, v2v.flow_warp),
     "warp_blend": (eager_warp_blend, v2v.warp_blend),
     "masked_warp_l1": (eager_masked_warp_l1, v2v.masked_warp_l1),
 }
+
+
+def op_samplings():
+    """The (op, sampling) pairs to time: every op with the default sampling, flow_warp with SAMPLINGS too."""
+    return [(op, DEFAULT_SAMPLING) for op in OPS] + [("flow_warp", s) for s in SAMPLINGS]
+
+
+def bind(op, impl, sampling, backend):
+    """The function that runs op's eager chain (impl "reference") or fused op on tensors alone."""
+    eager, fused = OPS[op]
+    if impl == "reference":
+        return lambda *xs: eager(*xs, sampling)
+    return lambda *xs: fused(*xs, **sampling.keywords(), backend=backend)
 
 
 def smooth_flow(b, h, w, gen):
@@ -57,13 +76,12 @@ def make_inputs(op, shape, device="cpu", seed=0):
     return [randn(b, c, h, w), flow, randn(b, c, h, w), mask]
 
 
-def make_step(op, impl, pass_, inputs, backend):
+def make_step(op, impl, pass_, inputs, backend, sampling=DEFAULT_SAMPLING):
     """A no-argument callable that runs one repetition: forward, or forward and the gradients of every input.
 
     impl is "reference" (the eager chain) or "fused" (the op on `backend`). Gradients are returned by
     torch.autograd.grad rather than accumulated into .grad, so repetitions do not add up."""
-    eager, fused = OPS[op]
-    fn = eager if impl == "reference" else (lambda *xs: fused(*xs, backend=backend))
+    fn = bind(op, impl, sampling, backend)
     if pass_ == "fwd":
         def forward():
             with torch.no_grad():

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import vid2vid_fast as v2v
-from op_cases import OPS, PASSES, SHAPES, make_inputs, make_step, shape_name
+from op_cases import PASSES, SHAPES, bind, make_inputs, make_step, op_samplings, shape_name
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -89,21 +89,26 @@ def timer(device):
     return time_cpu
 
 
-def check_agreement(op, shape, inputs, backend):
-    """A speedup of wrong results means nothing: the two forward outputs must agree to float32 rounding."""
-    eager, fused = OPS[op]
+def check_agreement(op, shape, sampling, inputs, backend):
+    """A speedup of wrong results means nothing: the two forward outputs must agree to float32 rounding. With
+    nearest sampling a position within rounding of a half-integer may pick the other pixel in either: at most
+    one element in 10,000 may differ."""
     with torch.no_grad():
-        want, got = eager(*inputs), fused(*inputs, backend=backend)
-    error = ((got - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
-    if not error <= 1e-4:
-        sys.exit(f"error: {op} {shape_name(shape)}: fused and reference outputs differ (relative error {error:.3g})")
+        want = bind(op, "reference", sampling, backend)(*inputs)
+        got = bind(op, "fused", sampling, backend)(*inputs)
+    off = (got - want).abs() > 1e-4 * want.abs().max().clamp_min(1e-6)
+    allowed = off.numel() // 10000 if sampling.mode == "nearest" else 0
+    if int(off.sum()) > allowed:
+        error = ((got - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+        sys.exit(f"error: {op} {shape_name(shape)} {sampling}: fused and reference outputs differ at "
+                 f"{int(off.sum())} elements (relative error {error:.3g})")
 
 
-def time_case(op, shape, pass_, device, repeats, warmup, cold=None):
+def time_case(op, shape, pass_, sampling, device, repeats, warmup, cold=None):
     inputs = make_inputs(op, shape, device)
     if pass_ == PASSES[0]:
-        check_agreement(op, shape, inputs, device)
-    steps = {impl: make_step(op, impl, pass_, inputs, backend=device) for impl in ("reference", "fused")}
+        check_agreement(op, shape, sampling, inputs, device)
+    steps = {impl: make_step(op, impl, pass_, inputs, device, sampling) for impl in ("reference", "fused")}
     measure = timer(device)
     for _ in range(warmup):
         for step in steps.values():
@@ -125,6 +130,7 @@ def time_case(op, shape, pass_, device, repeats, warmup, cold=None):
     return {
         "op": op,
         "shape": list(shape),
+        "sampling": str(sampling),
         "pass": pass_,
         "reference_ms": reference_ms,
         "fused_ms": fused_ms,
@@ -148,16 +154,18 @@ def markdown(report):
         f"Python {m['python']}; load average {m['load_average']} at the start",
         f"- method: median of {report['repeats']} repetitions after {report['warmup']} warm-up, reference and "
         f"fused alternating; each timed run follows {before}; float32, smooth flows of a few pixels "
-        "(op_cases.smooth_flow), border padding; fwd+bwd computes the gradients of every input",
+        "(op_cases.smooth_flow); fwd+bwd computes the gradients of every input",
+        "- sampling: padding-mode-align (corners: align_corners=True, centers: False); the default is "
+        "border-bilinear-corners",
         "- reference: `reference.grid_sample_warp` plus the blend / loss arithmetic in eager PyTorch; fused: "
         f"`backend=\"{report['device']}\"`",
         "",
-        "| op | shape | pass | reference ms | fused ms | speedup × |",
-        "|---|---|---|---:|---:|---:|",
+        "| op | sampling | shape | pass | reference ms | fused ms | speedup × |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
     for r in report["results"]:
         lines.append(
-            f"| {r['op']} | {shape_name(r['shape'])} | {r['pass']} | {r['reference_ms']:.3f} | "
+            f"| {r['op']} | {r['sampling']} | {shape_name(r['shape'])} | {r['pass']} | {r['reference_ms']:.3f} | "
             f"{r['fused_ms']:.3f} | {r['speedup']:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -187,7 +195,7 @@ def plot(report, path):
         print("note: matplotlib is not installed, so no chart was drawn (pip install matplotlib)")
         return None
     results = report["results"]
-    labels = [f"{r['op']} {shape_name(r['shape'])} {r['pass']}" for r in results]
+    labels = [f"{r['op']} {r['sampling']} {shape_name(r['shape'])} {r['pass']}" for r in results]
     speedups = [r["speedup"] for r in results]
     colors = ["tab:blue" if r["pass"] == "fwd" else "tab:orange" for r in results]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(results) + 1.2))
@@ -234,12 +242,13 @@ def main():
     }
     # Larger than any processor's last-level cache; on the GPU, than its L2.
     cold = torch.zeros(64 * 2**20, device=args.device) if args.cold else None
-    cases = [(op, shape, pass_) for op in OPS for shape in SHAPES for pass_ in PASSES]
+    cases = [(op, sampling, shape, pass_) for op, sampling in op_samplings() for shape in SHAPES for pass_ in PASSES]
     print(f"timing {len(cases)} cases on {args.device}: {repeats} repetitions after {warmup} warm-up each", flush=True)
-    for i, (op, shape, pass_) in enumerate(cases, 1):
-        r = time_case(op, shape, pass_, args.device, repeats, warmup, cold)
+    for i, (op, sampling, shape, pass_) in enumerate(cases, 1):
+        r = time_case(op, shape, pass_, sampling, args.device, repeats, warmup, cold)
         report["results"].append(r)
-        print(f"[{i:2d}/{len(cases)}] {op:15s} {shape_name(shape):12s} {pass_:8s} reference {r['reference_ms']:9.3f} ms"
+        print(f"[{i:2d}/{len(cases)}] {op:15s} {str(sampling):24s} {shape_name(shape):12s} {pass_:8s} "
+              f"reference {r['reference_ms']:9.3f} ms"
               f"  fused {r['fused_ms']:9.3f} ms  {r['speedup']:6.2f}×", flush=True)
 
     table = markdown(report)

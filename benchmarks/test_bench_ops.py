@@ -8,14 +8,15 @@ side. For one table with speedups, run benchmarks/ops_table.py.
 
 import pytest
 
-from op_cases import OPS, PASSES, SHAPES, make_inputs, make_step, shape_name
+from op_cases import PASSES, SHAPES, make_inputs, make_step, op_samplings, shape_name
 
 
 @pytest.mark.parametrize("impl", ["reference", "fused"])
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_name)
-@pytest.mark.parametrize("op", OPS)
-def test_op(benchmark, op, shape, pass_, impl):
-    benchmark.group = f"{op} {shape_name(shape)} {pass_}"
-    step = make_step(op, impl, pass_, make_inputs(op, shape), backend="cpu")
+@pytest.mark.parametrize("op_sampling", op_samplings(), ids=lambda case: f"{case[0]}-{case[1]}")
+def test_op(benchmark, op_sampling, shape, pass_, impl):
+    op, sampling = op_sampling
+    benchmark.group = f"{op} {sampling} {shape_name(shape)} {pass_}"
+    step = make_step(op, impl, pass_, make_inputs(op, shape), "cpu", sampling)
     benchmark(step)

@@ -46,11 +46,13 @@ def test_json_has_every_case_timed_with_the_byte_model(cpu_run):
     rows = report["rows"]
     assert report["impls"] == ["cpu", "eager"]
     shapes = {tuple(s) for s in report["shapes"]}
-    expected = {(op, impl, dtype, shape, p) for op in ("flow_warp", "warp_blend", "masked_warp_l1")
+    op_samplings = [(op, "border-bilinear-corners") for op in ("flow_warp", "warp_blend", "masked_warp_l1")] + [
+        ("flow_warp", s) for s in ("zeros-bilinear-centers", "zeros-nearest-corners", "reflection-bilinear-corners")]
+    expected = {(op, sampling, impl, dtype, shape, p) for op, sampling in op_samplings
                 for impl in ("cpu", "eager") for dtype in ("float32", "bfloat16") for shape in shapes
                 for p in ("fwd", "bwd", "fwd+bwd")}
-    got = {(r["op"], r["impl"], r["dtype"], tuple(r["shape"]), r["pass"]) for r in rows}
-    assert got == expected
+    got = [(r["op"], r["sampling"], r["impl"], r["dtype"], tuple(r["shape"]), r["pass"]) for r in rows]
+    assert set(got) == expected and len(got) == len(expected)
     for r in rows:
         assert r["ms"] is not None and r["ms"] > 0, r
         b, c, h, w = r["shape"]

@@ -11,11 +11,11 @@ import torch
 import vid2vid_fast as v2v
 from vid2vid_fast.ops import reference
 from vid2vid_fast.ops.backends import EXTENSION_DEVICES, TRITON_IMPORTABLE, TRITON_INTERPRETED
+from vid2vid_fast.ops.spec import ALL_SAMPLINGS, DEFAULT_SAMPLING, PADDING_MODES, Sampling
 
 # Relative error (max |a - b| / max |b|) allowed against the float64 reference.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 
-PADDING_MODES = ("border", "zeros")
 LAYOUTS = ("contiguous", "channels_last", "strided")
 
 
@@ -74,51 +74,82 @@ def make(shape, dtype=torch.float32, device="cpu", layout="contiguous", scale=1.
     return t
 
 
-def make_flow(b, h, w, dtype=torch.float32, device="cpu", layout="contiguous"):
-    """Flows of a few pixels, with about one pixel in eight pushed far outside the image."""
+def make_flow(b, h, w, dtype=torch.float32, device="cpu", layout="contiguous", sampling=DEFAULT_SAMPLING):
+    """Flows of a few pixels, with about one pixel in eight pushed far outside the image, kept clear of the
+    kinks of `sampling`."""
     flow = make((b, 2, h, w), torch.float64, device, layout, scale=3.0)
     far = (torch.rand(b, 1, h, w, device=device) < 0.125).to(torch.float64) * (max(h, w) + 4)
     sign = torch.where(torch.rand(b, 2, h, w, device=device) < 0.5, -1.0, 1.0).to(torch.float64)
-    flow = (flow + far * sign).to(dtype).to(torch.float64)
-    # Bilinear sampling has kinks at integer positions, where the kernel and the float64 reference may
-    # take different one-sided derivatives; fp16/bf16 flows land there often, so keep clear of them.
-    frac = flow - flow.floor()
-    flow = torch.where((frac < 0.05) | (frac > 0.95), flow + 0.5, flow)
+    return clear_of_kinks(flow + far * sign, sampling, dtype)
+
+
+def sampling_coordinate(pos, size, align_corners):
+    """grid_sample's unnormalised coordinate u of a pixel position (README, "What the ops compute")."""
+    if align_corners or size == 1:
+        return pos, 1.0
+    scale = size / (size - 1)
+    return pos * scale - 0.5, scale
+
+
+def clear_of_kinks(flow, sampling, dtype):
+    """flow in `dtype`, each component moved (by a quarter pixel, at most three times) until its sampling
+    coordinate u is at least 0.05 from an integer and from a half-integer: bilinear sampling has kinks at
+    integer u (and the border and reflection edges sit there), nearest rounds at half-integers, reflection
+    with align_corners=False reflects at them. At a kink the kernel and the float64 reference may take
+    different one-sided derivatives, or round a position that differs in its last bit differently."""
+    b, _, h, w = flow.shape
+    flow = flow.to(dtype).to(torch.float64)
+    for _ in range(3):
+        moved = False
+        for axis, size in ((0, w), (1, h)):
+            shape = (1, 1, size) if axis == 0 else (1, size, 1)
+            base = torch.arange(size, dtype=torch.float64, device=flow.device).view(shape)
+            u, scale = sampling_coordinate(base + flow[:, axis], size, sampling.align_corners)
+            frac = u - u.floor()
+            near = (frac < 0.05) | (frac > 0.95) | ((frac - 0.5).abs() < 0.05)
+            if near.any():
+                moved = True
+                flow[:, axis] = torch.where(near, flow[:, axis] + 0.25 / scale, flow[:, axis])
+        flow = flow.to(dtype).to(torch.float64)
+        if not moved:
+            break
     return flow.to(dtype)
 
 
 # Each op: how to build its inputs, call it and call the reference. Inputs are in the order of the op.
-def flow_warp_inputs(shape, dtype, device, layout):
+def flow_warp_inputs(shape, dtype, device, layout, sampling=DEFAULT_SAMPLING):
     b, _, h, w = shape
-    return [make(shape, dtype, device, layout), make_flow(b, h, w, dtype, device, layout)]
+    return [make(shape, dtype, device, layout), make_flow(b, h, w, dtype, device, layout, sampling)]
 
 
-def warp_blend_inputs(shape, dtype, device, layout):
+def warp_blend_inputs(shape, dtype, device, layout, sampling=DEFAULT_SAMPLING):
     b, _, h, w = shape
     weight = torch.rand(b, 1, h, w, dtype=torch.float64, device=device).to(dtype)
     if layout == "channels_last":
         weight = weight.contiguous(memory_format=torch.channels_last)
     return [
         make(shape, dtype, device, layout),
-        make_flow(b, h, w, dtype, device, layout),
+        make_flow(b, h, w, dtype, device, layout, sampling),
         make(shape, dtype, device, layout),
         weight,
     ]
 
 
-def masked_warp_l1_inputs(shape, dtype, device, layout, mask_channels=1):
+def masked_warp_l1_inputs(shape, dtype, device, layout, sampling=DEFAULT_SAMPLING, mask_channels=1):
     b, c, h, w = shape
     mask = (torch.rand(b, mask_channels if mask_channels == 1 else c, h, w, device=device) < 0.7).to(dtype)
     if layout == "channels_last":
         mask = mask.contiguous(memory_format=torch.channels_last)
     src = make(shape, dtype, device, layout)
-    flow = make_flow(b, h, w, dtype, device, layout)
+    flow = make_flow(b, h, w, dtype, device, layout, sampling)
     target = make(shape, dtype, device, layout)
     # |x| has a kink at 0 where the float64 reference and a kernel may legitimately pick different signs;
-    # keep every target clear of the warped value, as gradcheck keeps clear of kinks.
-    warped = reference.flow_warp(src.double(), flow.double(), "border") if src.numel() else src.double()
-    zeros_warped = reference.flow_warp(src.double(), flow.double(), "zeros") if src.numel() else src.double()
-    near = ((target.double() - warped).abs() < 0.05) | ((target.double() - zeros_warped).abs() < 0.05)
+    # keep every target clear of the warped value (with this sampling and with border padding, which
+    # tests calling with another padding use), as gradcheck keeps clear of kinks.
+    near = torch.zeros(target.shape, dtype=torch.bool, device=device)
+    for s in {sampling, DEFAULT_SAMPLING, Sampling("zeros")}:
+        warped = reference.flow_warp(src.double(), flow.double(), **s.keywords()) if src.numel() else src.double()
+        near |= (target.double() - warped).abs() < 0.05
     target = torch.where(near, target.double() + 0.125, target.double()).to(dtype)
     return [src, flow, target, mask]
 
@@ -129,10 +160,10 @@ def op_on_backend(name):
     (autocast is the dispatcher's, csrc/autocast.cpp)."""
     public = getattr(v2v, name)
 
-    def fn(*args, backend="auto"):
+    def fn(*args, mode="bilinear", align_corners=True, backend="auto"):
         if backend != CUDA_EMULATED:
-            return public(*args, backend=backend)
-        return getattr(cuda_emulated.load(), name)(*args)
+            return public(*args, mode=mode, align_corners=align_corners, backend=backend)
+        return getattr(cuda_emulated.load(), name)(*args, mode, align_corners)
 
     fn.__name__ = name
     return fn
@@ -172,12 +203,13 @@ def converging_inputs(op, shape, dtype, device, layout):
     return inputs
 
 
-def run_with_grads(fn, inputs, padding_mode, grad_seed=0, grad_dtype=None, **kwargs):
-    """Runs fn on detached copies of inputs and backpropagates a fixed random upstream gradient, made
-    representable in grad_dtype (default: the output's dtype) so that a low-precision run and its float64
-    reference see the same gradient. Returns (output, [input gradients])."""
+def run_with_grads(fn, inputs, sampling, grad_seed=0, grad_dtype=None, **kwargs):
+    """Runs fn on detached copies of inputs with `sampling` (a Sampling, or a padding mode) and backpropagates a
+    fixed random upstream gradient, made representable in grad_dtype (default: the output's dtype) so that a
+    low-precision run and its float64 reference see the same gradient. Returns (output, [input gradients])."""
+    sampling = Sampling(sampling) if isinstance(sampling, str) else sampling
     leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
-    out = fn(*leaves, padding_mode, **kwargs)
+    out = fn(*leaves, sampling.padding_mode, mode=sampling.mode, align_corners=sampling.align_corners, **kwargs)
     gen = torch.Generator(device="cpu").manual_seed(grad_seed)
     upstream = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(grad_dtype or out.dtype)
     out.backward(upstream.to(out.dtype).to(out.device))
@@ -203,6 +235,24 @@ def assert_close_to_reference(actual, expected, dtype, what, tolerance=None):
     tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
     err = rel_error(actual, expected)
     assert err <= tolerance, f"{what}: relative error {err:.3g} > {tolerance:.0e} for {dtype}"
+
+
+def check_op(op, backend, shape, dtype, layout, sampling, seed, tolerance=None):
+    """op on backend against the float64 reference of the same inputs: the output and every gradient.
+    sampling: a Sampling, or a padding mode."""
+    sampling = Sampling(sampling) if isinstance(sampling, str) else sampling
+    make_inputs, fn, ref = OPS[op]
+    torch.manual_seed(seed)
+    device = device_of(backend)
+    inputs = make_inputs(shape, dtype, device, layout, sampling)
+    out, grads = run_with_grads(fn, inputs, sampling, backend=backend)
+    ref_out, ref_grads = run_with_grads(ref, [t.to(torch.float64) for t in inputs], sampling, grad_dtype=dtype)
+    assert out.dtype == dtype and out.device.type == device
+    assert_close_to_reference(out, ref_out, dtype, f"{op} output ({sampling})", tolerance)
+    names = ["input", "flow", "third input", "fourth input"]
+    for name, g, rg, x in zip(names, grads, ref_grads, inputs):
+        assert g is not None and g.shape == x.shape and g.dtype == dtype, name
+        assert_close_to_reference(g, rg, dtype, f"{op} gradient of {name} ({sampling})", tolerance)
 
 
 class CompositeStep(torch.nn.Module):

@@ -10,6 +10,7 @@ from cases import (
     assert_close_to_reference,
     backend_params,
     check_backward_leaves_inputs_unchanged,
+    check_op,
     compiled_backend_params,
     device_of,
     run_with_grads,
@@ -25,21 +26,6 @@ SHAPES = [
     (1, 256, 3, 5),
 ]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
-
-
-def check_op(op, backend, shape, dtype, layout, padding_mode, seed, tolerance=None):
-    make_inputs, fn, ref = OPS[op]
-    torch.manual_seed(seed)
-    device = device_of(backend)
-    inputs = make_inputs(shape, dtype, device, layout)
-    out, grads = run_with_grads(fn, inputs, padding_mode, backend=backend)
-    ref_out, ref_grads = run_with_grads(ref, [t.to(torch.float64) for t in inputs], padding_mode, grad_dtype=dtype)
-    assert out.dtype == dtype and out.device.type == device
-    assert_close_to_reference(out, ref_out, dtype, f"{op} output", tolerance)
-    names = ["input", "flow", "third input", "fourth input"]
-    for name, g, rg, x in zip(names, grads, ref_grads, inputs):
-        assert g is not None and g.shape == x.shape and g.dtype == dtype, name
-        assert_close_to_reference(g, rg, dtype, f"{op} gradient of {name}", tolerance)
 
 
 @pytest.mark.usefixtures("poisoned_allocations")

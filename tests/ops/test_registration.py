@@ -12,10 +12,12 @@ from cases import (
     compiled_backend_params,
     composite_inputs,
     device_of,
+    Sampling,
     make_flow,
 )
 
 import vid2vid_fast as v2v
+from vid2vid_fast.ops.spec import OPS as SPECS
 
 pytestmark = pytest.mark.skipif(
     "cpu" not in v2v.available_backends("cpu"), reason="the compiled extension is not built"
@@ -35,21 +37,35 @@ CPP_BACKENDS = [p for p in compiled_backend_params() if p.values[0] in ("cpu", C
 
 @pytest.mark.parametrize("backend", compiled_backend_params())
 @pytest.mark.parametrize("op", OPS)
+def test_schemas_are_the_op_specs(op, backend):
+    """Every backend's ops have the schemas ops/spec.py describes (the C++ ones are written in csrc/ops.cpp)."""
+    spec = SPECS[op]
+    namespace = op_namespace(backend)
+    for name, expected in ((op, spec.schema()), (f"{op}_backward", spec.backward_schema())):
+        schema = str(getattr(namespace, name).default._schema)
+        assert schema.split("::", 1)[1] == expected
+
+
+@pytest.mark.parametrize("backend", compiled_backend_params())
+@pytest.mark.parametrize("op", OPS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_opcheck(op, backend, dtype, layout):
+@pytest.mark.parametrize("sampling", [Sampling("zeros"), Sampling("reflection", "nearest", False)], ids=str)
+def test_opcheck(op, backend, dtype, layout, sampling):
     make_inputs = OPS[op][0]
     torch.manual_seed(1)
-    inputs = [t.requires_grad_(True) for t in make_inputs((2, 3, 5, 7), dtype, device_of(backend), layout)]
+    inputs = make_inputs((2, 3, 5, 7), dtype, device_of(backend), layout, sampling)
+    inputs = [t.requires_grad_(True) for t in inputs]
     namespace = op_namespace(backend)
     forward = getattr(namespace, op).default
-    torch.library.opcheck(forward, (*inputs, "zeros"))
-    grad_out = torch.randn_like(forward(*inputs, "zeros"))
+    options = sampling.op_args()
+    torch.library.opcheck(forward, (*inputs, *options))
+    grad_out = torch.randn_like(forward(*inputs, *options))
     backward = getattr(namespace, f"{op}_backward").default
     mask = [True] * len(inputs)
     detached = [t.detach() for t in inputs]
-    torch.library.opcheck(backward, (grad_out, *detached, "border", mask))
-    torch.library.opcheck(backward, (grad_out, *detached, "border", [False] + mask[1:]))
+    torch.library.opcheck(backward, (grad_out, *detached, *options, mask))
+    torch.library.opcheck(backward, (grad_out, *detached, *options, [False] + mask[1:]))
 
 
 def test_compile_fullgraph_matches_eager():
@@ -64,8 +80,8 @@ def test_autocast_runs_in_autocast_dtype(dtype):
 def test_meta_tensors_give_shapes():
     img = torch.empty(2, 3, 8, 9, device="meta")
     flow = make_flow(2, 8, 9).to("meta")
-    assert torch.ops.vid2vid_fast.flow_warp(img, flow, "border").shape == img.shape
-    assert torch.ops.vid2vid_fast.masked_warp_l1(img, flow, img, img[:, :1], "border").shape == ()
+    assert torch.ops.vid2vid_fast.flow_warp(img, flow, "border", "bilinear", True).shape == img.shape
+    assert torch.ops.vid2vid_fast.masked_warp_l1(img, flow, img, img[:, :1], "border", "bilinear", True).shape == ()
 
 
 @pytest.mark.parametrize("backend", CPP_BACKENDS)
@@ -91,10 +107,10 @@ def test_direct_op_calls_under_autocast_run_in_the_autocast_dtype(op, backend, d
     torch.manual_seed(4)
     inputs = make_inputs((2, 3, 5, 7), torch.float32, device, "channels_last")
     forward = getattr(op_namespace(backend), op)
-    expected = forward(*[t.to(dtype) for t in inputs], "zeros")
+    expected = forward(*[t.to(dtype) for t in inputs], "zeros", "bilinear", True)
     with torch.autocast(device, dtype=dtype):
-        out = forward(*inputs, "zeros")
+        out = forward(*inputs, "zeros", "bilinear", True)
         public = OPS[op][1](*inputs, "zeros", backend=backend)
-        wide = forward(*[t.double() for t in inputs], "zeros")
+        wide = forward(*[t.double() for t in inputs], "zeros", "bilinear", True)
     assert out.dtype == public.dtype == dtype and torch.equal(out, expected)
     assert wide.dtype == torch.float64

@@ -1,7 +1,8 @@
 """The fused ops: flow_warp / resample2d, warp_blend and masked_warp_l1, with their nn.Module wrappers.
 
-Semantics (DESIGN.md §2): tensors are (B, C, H, W), flow is (B, 2, H, W) in pixels (dx, dy), warping is
-backward (output at (x, y) samples the input at (x + dx, y + dy)), bilinear, align_corners=True.
+Semantics (DESIGN.md §2): tensors are (B, C, H, W), flow is (B, 2, H, W) in pixels (dx, dy) (or (B, H, W, 2)
+with flow_layout="bhwc"), warping is backward (output at (x, y) samples the input at (x + dx, y + dy)), as
+grid_sample samples it with mode, padding_mode and align_corners (default bilinear, border, True).
 """
 
 from .backends import available_backends

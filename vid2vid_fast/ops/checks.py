@@ -2,13 +2,6 @@
 
 import torch
 
-PADDING_MODES = ("border", "zeros")
-
-
-def check_padding_mode(padding_mode):
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-
 
 def _check_float_4d(t, name):
     if not isinstance(t, torch.Tensor):
@@ -42,6 +35,31 @@ def check_like(t, name, like, like_name, channels=None):
         want = " or ".join(f"({b}, {k}, {h}, {w})" for k in allowed)
         raise ValueError(f"{name} must have shape {want} to match {like_name}, got {tuple(t.shape)}")
     _check_same_kind(t, name, like, like_name)
+
+
+def check_op_inputs(spec, tensors):
+    """The public functions' checks of an op's inputs (ops/spec.py): every tensor is (B, channels, H, W) with
+    the sampled image's H, W, dtype and device, where a batch of 1 broadcasts over the others' batch. Returns
+    that batch."""
+    for t, spec_input in zip(tensors, spec.inputs):
+        _check_float_4d(t, spec_input.name)
+    img, img_name = tensors[0], spec.inputs[0].name
+    batches = {t.shape[0] for t in tensors} - {1}
+    if len(batches) > 1:
+        found = ", ".join(f"{i.name} {t.shape[0]}" for t, i in zip(tensors, spec.inputs))
+        raise ValueError(f"the batch sizes must be equal, or 1 to broadcast; got {found}")
+    batch = batches.pop() if batches else 1
+    _, c, h, w = img.shape
+    for t, spec_input in zip(tensors[1:], spec.inputs[1:]):
+        allowed = spec_input.allowed_channels(c)
+        if t.shape[1] not in allowed or t.shape[2:] != img.shape[2:]:
+            if spec_input.channels == "flow" and t.shape[1] != 2:
+                raise ValueError(f"flow must have 2 channels (dx, dy), got shape {tuple(t.shape)}")
+            want = " or ".join(f"({t.shape[0]}, {k}, {h}, {w})" for k in allowed)
+            raise ValueError(f"{spec_input.name} must have shape {want} to match {img_name} {tuple(img.shape)}, "
+                             f"got {tuple(t.shape)}")
+        _check_same_kind(t, spec_input.name, img, img_name)
+    return batch
 
 
 def _check_same_kind(t, name, like, like_name):

@@ -18,7 +18,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .checks import check_padding_mode
+from .spec import Sampling
 
 
 @functools.lru_cache(maxsize=16)
@@ -43,7 +43,7 @@ def grid_sample_warp(img, flow, padding_mode="border"):
 
 
 def flow_warp(img, flow, padding_mode="border"):
-    check_padding_mode(padding_mode)
+    Sampling(padding_mode)
     _, _, height, width = img.shape
     if img.numel() == 0 or flow.numel() == 0:
         return img + 0 * flow.sum()  # empty, and still connected to both inputs for autograd
