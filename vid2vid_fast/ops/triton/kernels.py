@@ -82,13 +82,21 @@ def _coordinate(pos, size, ALIGN_CORNERS: tl.constexpr):
 
 
 @triton.jit
+def _reduce_flow_for_reflection(d, size):
+    """A flow component (finite) reduced into [0, period]: the reflection repeats every 2 * (size - 1) pixels of
+    position, for both align_corners values. fmod is exact, so a huge flow loses nothing before the position
+    is formed, as in the reference. (Size 1: any period; the clip in _axis makes u 0.)"""
+    period = tl.maximum(tl.cast(2 * (size - 1), d.dtype), 1.0)
+    r = _fmod(d, period)
+    return tl.where(r < 0.0, r + period, r)
+
+
+@triton.jit
 def _reflect(u, low, span):
-    """u reflected into [low, low + span] (span > 0), and the sign of d(reflected)/du."""
-    v = u - low
-    sign = tl.where(v < 0.0, -1.0, 1.0)
-    r = _fmod(tl.abs(v), 2.0 * span)
+    """u (at least low) reflected into [low, low + span] (span > 0), and the sign of d(reflected)/du."""
+    r = _fmod(u - low, 2.0 * span)
     back = r > span
-    return tl.where(back, 2.0 * span - r, r) + low, tl.where(back, -sign, sign)
+    return tl.where(back, 2.0 * span - r, r) + low, tl.where(back, -1.0, 1.0)
 
 
 @triton.jit
@@ -99,13 +107,13 @@ def _round_half_even(i0, t):
 
 @triton.jit
 def _axis(u, du, size, PADDING: tl.constexpr, NEAREST: tl.constexpr, ALIGN_CORNERS: tl.constexpr):
-    """One axis of a sample at coordinate u (finite, or ±Inf under BORDER / ZEROS; never NaN) with
-    du = du/dpos: (i0, i1, w0, w1, d0, d1), both indices inside the image whatever u is."""
+    """One axis of a sample at coordinate u (never NaN; ±Inf only under BORDER and ZEROS) with du = du/dpos:
+    (i0, i1, w0, w1, d0, d1), both indices inside the image whatever u is."""
     last = tl.cast(size - 1, u.dtype)
     if PADDING == REFLECTION:
         if ALIGN_CORNERS:
-            # Size 1: span 0. Any positive span then gives u in (-1, 0], which the clip below makes 0 with
-            # derivative 0, as the contract says; 1 keeps fmod away from a zero divisor.
+            # Size 1 has span 0: any positive span does, as the clip below makes u 0 with derivative 0 (the
+            # contract's rule); 1 keeps fmod away from a zero divisor.
             u, sign = _reflect(u, 0.0, tl.maximum(last, 1.0))
         else:
             u, sign = _reflect(u, -0.5, last + 1.0)
@@ -161,20 +169,24 @@ def _axis(u, du, size, PADDING: tl.constexpr, NEAREST: tl.constexpr, ALIGN_CORNE
 def _sample(flow, b, y, x, live, flow_sn, flow_sc, flow_sy, flow_sx, H, W,
             PADDING: tl.constexpr, NEAREST: tl.constexpr, ALIGN_CORNERS: tl.constexpr, ACC: tl.constexpr):
     """The sample of each pixel displaced by its flow: (ok, x axis, y axis). ok is False where a flow
-    component is NaN, or not finite under REFLECTION (reflecting an infinite position is undefined): such
-    a pixel samples at u = 0 (so its indices stay valid) and its result is discarded."""
+    component is NaN, or ±Inf under REFLECTION (reflecting an infinite position is undefined): such a pixel
+    samples at offset 0 (so its indices stay valid) and its result is discarded."""
     f = flow + b * flow_sn + y * flow_sy + x * flow_sx
     dx = tl.load(f, mask=live, other=0.0).to(ACC)
     dy = tl.load(f + flow_sc, mask=live, other=0.0).to(ACC)
-    ux, dux = _coordinate(x.to(ACC) + dx, W, ALIGN_CORNERS)
-    uy, duy = _coordinate(y.to(ACC) + dy, H, ALIGN_CORNERS)
     if PADDING == REFLECTION:
-        ok = (tl.abs(ux) < float("inf")) & (tl.abs(uy) < float("inf"))
+        ok = (tl.abs(dx) < float("inf")) & (tl.abs(dy) < float("inf"))
+        dx = _reduce_flow_for_reflection(tl.where(ok, dx, 0.0), W)
+        dy = _reduce_flow_for_reflection(tl.where(ok, dy, 0.0), H)
     else:
-        ok = (ux == ux) & (uy == uy)
-    x0, x1, wx0, wx1, ex0, ex1 = _axis(tl.where(ok, ux, 0.0), dux, W, PADDING, NEAREST, ALIGN_CORNERS)
-    y0, y1, wy0, wy1, ey0, ey1 = _axis(tl.where(ok, uy, 0.0), duy, H, PADDING, NEAREST, ALIGN_CORNERS)
-    return ok, (x0.to(b.dtype), x1.to(b.dtype), wx0, wx1, ex0, ex1), (y0.to(b.dtype), y1.to(b.dtype), wy0, wy1, ey0, ey1)
+        ok = (dx == dx) & (dy == dy)
+    ux, dux = _coordinate(x.to(ACC) + tl.where(ok, dx, 0.0), W, ALIGN_CORNERS)
+    uy, duy = _coordinate(y.to(ACC) + tl.where(ok, dy, 0.0), H, ALIGN_CORNERS)
+    x0, x1, wx0, wx1, ex0, ex1 = _axis(ux, dux, W, PADDING, NEAREST, ALIGN_CORNERS)
+    y0, y1, wy0, wy1, ey0, ey1 = _axis(uy, duy, H, PADDING, NEAREST, ALIGN_CORNERS)
+    ix = (x0.to(b.dtype), x1.to(b.dtype), wx0, wx1, ex0, ex1)
+    iy = (y0.to(b.dtype), y1.to(b.dtype), wy0, wy1, ey0, ey1)
+    return ok, ix, iy
 
 
 @triton.jit

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from ..checks import check_image_and_flow, check_like
+from ..spec import Sampling
 from . import kernels
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -23,7 +24,6 @@ _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Above this, element offsets (plus a block of padding lanes) may not fit int32: kernels use int64.
 _INT32_LIMIT = 2**31 - 2**16
 
-_MODES = ("bilinear", "nearest")
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 _ACC = {torch.float64: tl.float64}
 _ACC_TORCH = {torch.float64: torch.float64}
@@ -58,14 +58,10 @@ def _check(img, img_name, flow, others=(), grad_out=None):
 
 
 def sampling(padding_mode, mode, align_corners):
-    """An op's sampling arguments as the kernels' constexprs, checked once per call."""
-    if padding_mode not in kernels.PADDING_CODES:
-        raise ValueError(f"padding_mode must be one of {tuple(kernels.PADDING_CODES)}, got {padding_mode!r}")
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-    if not isinstance(align_corners, bool):
-        raise TypeError(f"align_corners must be a bool, got {align_corners!r}")
-    return dict(PADDING=kernels.PADDING_CODES[padding_mode], NEAREST=mode == "nearest", ALIGN_CORNERS=align_corners)
+    """An op's sampling arguments, checked once per call, as the kernels' constexprs."""
+    options = Sampling(padding_mode, mode, align_corners)
+    return dict(PADDING=kernels.PADDING_CODES[options.padding_mode], NEAREST=options.mode == "nearest",
+                ALIGN_CORNERS=options.align_corners)
 
 
 def _max_offset(t):
