@@ -107,8 +107,8 @@ def _round_half_even(i0, t):
 
 @triton.jit
 def _axis(u, du, size, PADDING: tl.constexpr, NEAREST: tl.constexpr, ALIGN_CORNERS: tl.constexpr):
-    """One axis of a sample at coordinate u (never NaN; ±Inf only under BORDER and ZEROS) with du = du/dpos:
-    (i0, i1, w0, w1, d0, d1), both indices inside the image whatever u is."""
+    """One axis of a sample at coordinate u with du = du/dpos: (i0, i1, w0, w1, d0, d1), both indices inside
+    the image whatever u is. (u is NaN for no valid pixel, and ±Inf only under BORDER and ZEROS.)"""
     last = tl.cast(size - 1, u.dtype)
     if PADDING == REFLECTION:
         if ALIGN_CORNERS:
@@ -120,8 +120,9 @@ def _axis(u, du, size, PADDING: tl.constexpr, NEAREST: tl.constexpr, ALIGN_CORNE
         du = du * sign
     if PADDING == ZEROS:
         # More than one pixel outside touches nothing, so clamping to [-2, size + 1] changes nothing but
-        # keeps the float-to-int conversion defined for huge or infinite positions.
-        p = tl.where(u < -2.0, -2.0, tl.where(u > last + 2.0, last + 2.0, u))
+        # keeps the float-to-int conversion defined for huge or infinite positions (and for NaN, which
+        # fails both comparisons: no u whatever reaches memory out of bounds).
+        p = tl.where(u >= -2.0, tl.where(u <= last + 2.0, u, last + 2.0), -2.0)
         i0 = p.to(tl.int32)
         i0 = i0 - (i0.to(p.dtype) > p).to(tl.int32)  # floor
         f0 = i0.to(p.dtype)
@@ -141,9 +142,9 @@ def _axis(u, du, size, PADDING: tl.constexpr, NEAREST: tl.constexpr, ALIGN_CORNE
             d0 = -in0 * du
             d1 = in1 * du
     else:
-        # Border (and reflection's final clip): clip the position (comparisons, so that ±Inf clips too);
-        # no derivative where clipped.
-        p = tl.where(u > last, last, tl.where(u < 0.0, 0.0, u))
+        # Border (and reflection's final clip): clip the position (comparisons, so that ±Inf clips too, and
+        # NaN, failing both, becomes 0); no derivative where clipped.
+        p = tl.where(u >= 0.0, tl.where(u <= last, u, last), 0.0)
         i0 = p.to(tl.int32)  # p >= 0: truncation is floor
         t = p - i0.to(p.dtype)
         if NEAREST:
