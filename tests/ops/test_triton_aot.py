@@ -61,7 +61,7 @@ def plans(dtype, shape, layout="contiguous", sampling=("border", "bilinear", Tru
     from vid2vid_fast.ops.triton import launch
 
     b, c, h, w = shape
-    options = launch.sampling(*sampling)
+    options = launch.sampling_constexprs(*sampling)
 
     def image():
         return meta(shape, dtype, layout, int64)

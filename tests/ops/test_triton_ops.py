@@ -20,6 +20,7 @@ from cases import (
     make_flow,
     run_with_grads,
 )
+from test_flow_warp import hostile_flow
 
 from vid2vid_fast.ops.backends import TRITON_IMPORTABLE, TRITON_INTERPRETED
 
@@ -159,22 +160,24 @@ def test_batch_expanded_inputs(op, sampling, expanded, deterministic, request):
 
 
 @pytest.mark.parametrize("padding_mode", ["border", "zeros", "reflection"])
-@pytest.mark.parametrize("align_corners", [True, False])
-def test_nearest_rounds_ties_to_even(padding_mode, align_corners):
-    """Sampling coordinates exactly halfway between two pixels go to the even one (grid_sample's nearbyint).
-    They are exact: u = x + dx with half-integer flows for align_corners=True; with align_corners=False, on a
-    2 x 2 image (u = 2 * (x + dx) - 0.5), flows of whole halves."""
+@pytest.mark.parametrize("align_corners, size", [(True, 6), (False, 2), (False, 8)], ids=["corners", "centers2", "centers8"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_nearest_rounds_ties_to_even(padding_mode, align_corners, size, dtype):
+    """Sampling coordinates exactly halfway between two pixels go to the even one (grid_sample's nearbyint),
+    and are computed exactly: u = x + dx with half-integer flows for align_corners=True; with
+    align_corners=False, u = (x + dx) * size / (size - 1) - 0.5 = n - 0.5 at the positions n * (size - 1) / size,
+    exact for a size that is a power of 2 (pos * (size / (size - 1)), rounded twice, misses some)."""
     torch.manual_seed(41)
     sampling = Sampling(padding_mode, "nearest", align_corners)
-    shape = (2, 2, 4, 6) if align_corners else (2, 2, 2, 2)
-    b, _, h, w = shape
-    steps = torch.randint(-12, 12, (b, 2, h, w)).double()
-    flow = steps + 0.5 if align_corners else steps / 2
-    base_x = torch.arange(w, dtype=torch.float64)
-    u = 2 * (base_x + flow[:, 0]) - 0.5 if not align_corners else base_x + flow[:, 0]
+    shape = (2, 2, size, size)
+    steps = torch.randint(-3, size + 4, (2, 2, size, size)).double()
+    base = torch.arange(size, dtype=torch.float64)
+    base = torch.stack((base.view(1, size).expand(size, size), base.view(size, 1).expand(size, size)))
+    flow = (steps - size // 2 + 0.5) if align_corners else steps * (size - 1) / size - base
+    u = base + flow if align_corners else (base + flow) * size / (size - 1) - 0.5
     assert (u - u.floor() == 0.5).all()
-    img = torch.randn(shape, dtype=torch.float64)
-    inputs = [img.to(DEVICE), flow.to(DEVICE)]
+    inputs = [torch.randn(shape, dtype=dtype).to(DEVICE), flow.to(dtype).to(DEVICE)]
+    assert torch.equal(inputs[1].double().cpu(), flow)
     check_inputs("flow_warp", inputs, sampling, "positions halfway between pixels")
 
 
@@ -185,15 +188,6 @@ def test_masked_warp_l1_per_channel_mask(padding_mode):
     sampling = Sampling(padding_mode)
     inputs = make_inputs((2, 3, 4, 5), torch.float32, DEVICE, "channels_last", sampling, mask_channels=3)
     check_inputs("masked_warp_l1", inputs, sampling, "a per-channel mask")
-
-
-def hostile_flow(shape, dtype):
-    b, _, h, w = shape
-    flow = torch.randn(b, 2, h, w, dtype=torch.float64) * 2
-    specials = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 6e4, -6e4], dtype=torch.float64)
-    pick = torch.rand(flow.shape) < 0.3
-    flow = torch.where(pick, specials[torch.randint(0, len(specials), flow.shape)], flow)
-    return flow.to(dtype).to(DEVICE)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -213,9 +207,8 @@ def test_hostile_flows(op, sampling, dtype):
     total upstream gradient of the valid pixels (the weights of a sample add up to 1)."""
     make_inputs, fn, ref = OPS[op]
     torch.manual_seed(17)
-    shape = (2, 3, 6, 7)
-    inputs = make_inputs(shape, dtype, DEVICE, "contiguous", sampling)
-    inputs[1] = flow = hostile_flow(shape, dtype)
+    inputs = make_inputs((2, 3, 6, 7), dtype, DEVICE, "contiguous", sampling)
+    inputs[1] = flow = hostile_flow(6, 7, dtype, DEVICE)
     out, grads = run_with_grads(triton_op(op), inputs, sampling)
     invalid = flow.isnan() | (flow.isinf() if sampling.padding_mode == "reflection" else False)
     invalid = invalid.any(dim=1, keepdim=True)

@@ -1,8 +1,9 @@
 """Triton kernels for flow_warp, warp_blend and masked_warp_l1, forward and backward.
 
 The arithmetic mirrors csrc/warp_math.h (the CPU and CUDA kernels), so every backend samples alike: the
-sampling contract of DESIGN.md §2 (grid_sample with the (size - 1) normalisation), with the sampling
-options as constexprs: PADDING (BORDER, ZEROS, REFLECTION), NEAREST (else bilinear) and ALIGN_CORNERS.
+ops' definition (README, "What the ops compute": grid_sample on the (size - 1)-normalised grid), with the
+sampling options as constexprs: PADDING (BORDER, ZEROS, REFLECTION), NEAREST (else bilinear) and
+ALIGN_CORNERS.
 
 Each program owns BLOCK_P output pixels (flattened over B, H, W) and walks the channels in tiles of
 BLOCK_C: the sample (corner indices and weights) is computed once per pixel, by the prologue every op
@@ -47,8 +48,8 @@ else:
 
     @triton.jit
     def _fmod(a, b):
-        """Exact, as std::fmod in csrc/warp_math.h (the % operator compiles to a - b * trunc(a / b), which
-        is wrong once the quotient is large)."""
+        """Exact, as std::fmod (the % operator compiles to a - b * trunc(a / b), which is wrong once the
+        quotient is large)."""
         return libdevice.fmod(a, b)
 
 
@@ -71,14 +72,14 @@ def _pixel_block(n_pixels, H, W, BLOCK_P: tl.constexpr, INT64: tl.constexpr):
 @triton.jit
 def _coordinate(pos, size, ALIGN_CORNERS: tl.constexpr):
     """grid_sample's unnormalised coordinate u of pixel position pos along an axis of `size` pixels, and
-    du/dpos: u = pos with align_corners (or size 1: the identity), else pos * size / (size - 1) - 0.5."""
+    du/dpos: u = pos with align_corners (or size 1: the identity), else pos * size / (size - 1) - 0.5,
+    multiplied first so that a u on a half-integer (a tie of nearest) is exact."""
     if ALIGN_CORNERS:
         return pos, 1.0
     else:
         size_f = tl.cast(size, pos.dtype)
-        gaps = tl.maximum(size_f - 1.0, 1.0)  # size 1: scale 1 and shift 0, the identity
-        scale = size_f / gaps
-        return pos * scale - 0.5 * (size_f - gaps), scale
+        gaps = tl.maximum(size_f - 1.0, 1.0)  # size 1: u = pos * 1 / 1 - 0, the identity
+        return pos * size_f / gaps - 0.5 * (size_f - gaps), size_f / gaps
 
 
 @triton.jit

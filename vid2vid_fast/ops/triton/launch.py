@@ -57,7 +57,7 @@ def _check(img, img_name, flow, others=(), grad_out=None):
     )
 
 
-def sampling(padding_mode, mode, align_corners):
+def sampling_constexprs(padding_mode, mode, align_corners):
     """An op's sampling arguments, checked once per call, as the kernels' constexprs."""
     options = Sampling(padding_mode, mode, align_corners)
     return dict(PADDING=kernels.PADDING_CODES[options.padding_mode], NEAREST=options.mode == "nearest",
@@ -148,7 +148,7 @@ class _ImageGrad:
 
     def finish(self):
         if not self.needed:
-            return self.like.new_empty((0,))
+            return _unrequested(self.like)
         if self.deterministic and self.like.numel() > 0:
             self.plan_gather().run()
         return self.acc if self.acc.dtype == self.like.dtype else self.acc.to(self.like.dtype)
@@ -167,7 +167,7 @@ def plan_flow_warp_forward(img, flow, out, sampling):
 
 
 def flow_warp(img, flow, padding_mode, mode, align_corners):
-    options = sampling(padding_mode, mode, align_corners)
+    options = sampling_constexprs(padding_mode, mode, align_corners)
     _check(img, "img", flow)
     out = torch.empty_like(img)
     if out.numel() > 0:
@@ -183,7 +183,7 @@ def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, sampling):
 
 
 def flow_warp_backward(grad_out, img, flow, padding_mode, mode, align_corners, output_mask, deterministic):
-    options = sampling(padding_mode, mode, align_corners)
+    options = sampling_constexprs(padding_mode, mode, align_corners)
     _check(img, "img", flow, grad_out=grad_out)
     need_img, need_flow = output_mask
     grad_img = _ImageGrad(img, need_img, deterministic)
@@ -204,7 +204,7 @@ def plan_warp_blend_forward(prev, flow, raw, weight, out, sampling):
 
 
 def warp_blend(prev, flow, raw, weight, padding_mode, mode, align_corners):
-    options = sampling(padding_mode, mode, align_corners)
+    options = sampling_constexprs(padding_mode, mode, align_corners)
     _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))])
     out = torch.empty_like(raw)
     if out.numel() > 0:
@@ -223,7 +223,7 @@ def plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_
 
 def warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, mode, align_corners, output_mask,
                         deterministic):
-    options = sampling(padding_mode, mode, align_corners)
+    options = sampling_constexprs(padding_mode, mode, align_corners)
     _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))], grad_out=grad_out)
     need_prev, need_flow, need_raw, need_weight = output_mask
     grad_prev = _ImageGrad(prev, need_prev, deterministic)
@@ -260,7 +260,7 @@ def masked_warp_l1_partials(src, n):
 
 
 def masked_warp_l1(src, flow, target, mask, padding_mode, mode, align_corners):
-    options = sampling(padding_mode, mode, align_corners)
+    options = sampling_constexprs(padding_mode, mode, align_corners)
     _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
     if src.numel() == 0:
         return torch.full((), float("nan"), dtype=src.dtype, device=src.device)  # the mean of nothing
@@ -280,7 +280,7 @@ def plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_
 
 def masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, mode, align_corners, output_mask,
                             deterministic):
-    options = sampling(padding_mode, mode, align_corners)
+    options = sampling_constexprs(padding_mode, mode, align_corners)
     _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
     if grad_out.numel() != 1 or grad_out.device != src.device:
         raise ValueError(f"grad_out of masked_warp_l1 must be a scalar on {src.device}, got shape "
