@@ -6,12 +6,11 @@ each is turned into the signature the JIT would specialise it to: integers equal
 integers past int32 become i64, multiples of 16 get a divisibility hint.
 """
 
-import itertools
-
 import pytest
 import torch
 
 from vid2vid_fast.ops.backends import TRITON_IMPORTABLE, TRITON_INTERPRETED
+from vid2vid_fast.ops.spec import ALL_SAMPLINGS
 
 pytestmark = [
     pytest.mark.skipif(not TRITON_IMPORTABLE, reason="triton is not installed"),
@@ -94,17 +93,15 @@ def plans(dtype, shape, layout="contiguous", sampling=("border", "bilinear", Tru
     return result
 
 
-# Every (padding_mode, mode, align_corners) the ops take.
-SAMPLINGS = list(itertools.product(("border", "zeros", "reflection"), ("bilinear", "nearest"), (True, False)))
-
 # Dtypes, layouts, sizes of 1, 64-bit offsets and the gradient subsets, on both architectures, each with
 # another sampling variant (test_every_sampling_variant_compiles covers all of them, on one architecture).
 CONFIGS = [
-    pytest.param(dtype, dict(shape=(2, 3, 5, 7), sampling=SAMPLINGS[3 * i + 1]), id=f"{str(dtype)[6:]}")
+    pytest.param(dtype, dict(shape=(2, 3, 5, 7), sampling=ALL_SAMPLINGS[3 * i + 1].op_args()), id=f"{str(dtype)[6:]}")
     for i, dtype in enumerate(DTYPES)
 ] + [
-    pytest.param(torch.float16, dict(shape=(2, 3, 1, 6), layout="channels_last", sampling=("reflection", "bilinear", True),
-                                     deterministic=True, masks=(True, False, True, False)), id="H1-deterministic"),
+    pytest.param(torch.float16, dict(shape=(2, 3, 1, 6), layout="channels_last", deterministic=True,
+                                     sampling=("reflection", "bilinear", True), masks=(True, False, True, False)),
+                 id="H1-deterministic"),
     pytest.param(torch.bfloat16, dict(shape=(2, 1, 4, 1), int64=True, masks=(False, True, False, True),
                                       sampling=("reflection", "nearest", False), mask_channels=1), id="W1-C1-int64"),
     pytest.param(torch.float32, dict(shape=(2, 17, 3, 5), sampling=("zeros", "bilinear", False), deterministic=True,
@@ -130,11 +127,11 @@ def test_kernels_compile_for_gpu(dtype, config, arch):
     compile_plans(arch, dtype, **config)
 
 
-@pytest.mark.parametrize("sampling", SAMPLINGS, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("sampling", ALL_SAMPLINGS, ids=str)
 def test_every_sampling_variant_compiles(sampling):
     """The sampling code is elementwise arithmetic that does not depend on the architecture: one suffices
     (CONFIGS spreads the variants over both)."""
-    compile_plans(90, torch.float32, shape=(2, 3, 5, 7), sampling=sampling)
+    compile_plans(90, torch.float32, shape=(2, 3, 5, 7), sampling=sampling.op_args())
 
 
 def test_signature_follows_jit_specialisation():

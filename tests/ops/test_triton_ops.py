@@ -160,7 +160,8 @@ def test_batch_expanded_inputs(op, sampling, expanded, deterministic, request):
 
 
 @pytest.mark.parametrize("padding_mode", ["border", "zeros", "reflection"])
-@pytest.mark.parametrize("align_corners, size", [(True, 6), (False, 2), (False, 8)], ids=["corners", "centers2", "centers8"])
+@pytest.mark.parametrize("align_corners, size", [(True, 6), (False, 2), (False, 8)],
+                         ids=["corners", "centers2", "centers8"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_nearest_rounds_ties_to_even(padding_mode, align_corners, size, dtype):
     """Sampling coordinates exactly halfway between two pixels go to the even one (grid_sample's nearbyint),

@@ -87,7 +87,7 @@ def _reduce_flow_for_reflection(d, size):
     """A flow component (finite) reduced into [0, period]: the reflection repeats every 2 * (size - 1) pixels of
     position, for both align_corners values. fmod is exact, so a huge flow loses nothing before the position
     is formed, as in the reference. (Size 1: any period; the clip in _axis makes u 0.)"""
-    period = tl.maximum(tl.cast(2 * (size - 1), d.dtype), 1.0)
+    period = tl.maximum(2.0 * tl.cast(size - 1, d.dtype), 1.0)
     r = _fmod(d, period)
     return tl.where(r < 0.0, r + period, r)
 

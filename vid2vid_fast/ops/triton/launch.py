@@ -1,8 +1,10 @@
 """Host side of the Triton kernels: allocation, launch parameters, the deterministic image-gradient path.
 
-Every launch goes through a `Launch` (kernel, grid, keyword arguments), built by a `plan_*` function and
-then run; tests/ops/test_triton_aot.py compiles the plans' exact argument sets ahead of time for sm_80 and
-sm_90, so the variants the launchers really use are the ones CI compiles.
+Every launch goes through a `Launch` (kernel, grid, keyword arguments), built by a `plan_*` function (all
+through _plan, which passes each tensor with its strides under the kernel's parameter names) and then run;
+tests/ops/test_triton_aot.py compiles the plans' exact argument sets ahead of time for sm_80 and sm_90, so
+the variants the launchers really use are the ones CI compiles. Each op entry point checks its sampling
+options once (sampling_constexprs) and hands the kernels' constexprs to its plans.
 
 Outputs take an input's layout with empty_like's rules, as the C++ kernels and the fake implementations
 do. Image gradients are accumulated in float32 (float64 for float64 inputs) and cast at the end.
