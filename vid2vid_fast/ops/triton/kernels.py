@@ -14,7 +14,8 @@ a B x 1 mask) has channel stride 0.
 
 A sample is a tuple (ok, x axis, y axis); an axis is (i0, i1, w0, w1, d0, d1): two corner indices, their
 weights and the derivatives of the weights by the pixel position. Nearest sampling puts weight 1 on i0
-(i1 = i0 with weight 0), so it reads and scatters one corner only, and its derivatives are 0.
+(i1 = i0 with weight 0), so it reads and scatters one corner only, and its derivatives are 0. (Unpacked one
+level at a time: triton 3.6, the GPU machines' version, rejects nested assignment targets.)
 
 Image gradients are scattered: with float atomics into an fp32 (fp64) buffer, or, in deterministic
 mode, as four per-corner contributions with their target pixel ("keys") that gather_sum_kernel then
@@ -194,7 +195,9 @@ def _sample(flow, b, y, x, live, flow_sn, flow_sc, flow_sy, flow_sx, H, W,
 @triton.jit
 def _corner_offsets(b, sn, sy, sx, sample):
     """Offsets of the four corners (o{row}{column}) in a tensor of strides (sn, ., sy, sx)."""
-    _, (x0, x1, _, _, _, _), (y0, y1, _, _, _, _) = sample
+    _, x_axis, y_axis = sample
+    x0, x1, _, _, _, _ = x_axis
+    y0, y1, _, _, _, _ = y_axis
     r0 = b * sn + y0 * sy
     r1 = b * sn + y1 * sy
     c0 = x0 * sx
@@ -218,7 +221,9 @@ def _prologue(flow, n_pixels, H, W, flow_sn, flow_sc, flow_sy, flow_sx, img_sn, 
 def _read_sample(ptr, corners, co, m2, sample, NEAREST: tl.constexpr, ACC: tl.constexpr):
     """The sampled value of channels co (NaN where the sample is not ok) and its derivatives by the x and y
     positions; a kernel that needs only some of them leaves the rest to the compiler to drop."""
-    ok, (_, _, wx0, wx1, ex0, ex1), (_, _, wy0, wy1, ey0, ey1) = sample
+    ok, x_axis, y_axis = sample
+    _, _, wx0, wx1, ex0, ex1 = x_axis
+    _, _, wy0, wy1, ey0, ey1 = y_axis
     o00, o01, o10, o11 = corners
     if NEAREST:
         # Weight 1 or, outside the image with zeros padding, 0: then nothing is read.
@@ -252,7 +257,9 @@ def _channels(c0, C, BLOCK_C: tl.constexpr, INT64: tl.constexpr):
 @triton.jit
 def _write_keys(keys, n_pixels, offs, live, b, H, W, sample):
     """Deterministic mode: the flat image pixel each of the four corner contributions goes to."""
-    _, (x0, x1, _, _, _, _), (y0, y1, _, _, _, _) = sample
+    _, x_axis, y_axis = sample
+    x0, x1, _, _, _, _ = x_axis
+    y0, y1, _, _, _, _ = y_axis
     row0 = (b * H + y0) * W
     row1 = (b * H + y1) * W
     k1 = keys + n_pixels
@@ -269,7 +276,9 @@ def _scatter(acc, acc_sc, corners, contrib, contrib_stride, offs, C, ch, g, samp
              NEAREST: tl.constexpr, DETERMINISTIC: tl.constexpr):
     """Sends gradient g [pixels, channels] to the four corners: atomics into acc, or (deterministic)
     per-corner contributions into contrib, laid out (4, pixels, C), for gather_sum_kernel."""
-    ok, (_, _, wx0, wx1, _, _), (_, _, wy0, wy1, _, _) = sample
+    ok, x_axis, y_axis = sample
+    _, _, wx0, wx1, _, _ = x_axis
+    _, _, wy0, wy1, _, _ = y_axis
     o00, o01, o10, o11 = corners
     g0 = g * wy0[:, None]
     g1 = g * wy1[:, None]
