@@ -355,6 +355,10 @@ def test_direct_op_calls_are_checked():
     flow = torch.rand(1, 2, 4, 5, device=DEVICE)
     with pytest.raises(ValueError, match="weight must have shape"):
         ops.warp_blend(img, flow, img, img, *options)
+    with pytest.raises(ValueError, match="flow has batch 1 but img has 2: the ops take equal batches"):
+        ops.flow_warp(img.expand(2, -1, -1, -1), flow, *options)  # a batch of 1 is the public functions' to expand
+    with pytest.raises(ValueError, match="grad_out of masked_warp_l1 must be a scalar"):
+        ops.masked_warp_l1_backward(img, img, flow, img, img[:, :1], *options, [True] * 4)
     with pytest.raises(ValueError, match="grad_out must have shape"):
         ops.flow_warp_backward(img[:, :2], img, flow, *options, [True, True])
     with pytest.raises(ValueError, match="padding_mode must be one of"):

@@ -17,8 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..checks import check_image_and_flow, check_like
-from ..spec import Sampling
+from ..checks import check_like, check_op_inputs
+from ..spec import FLOW_WARP, MASKED_WARP_L1, WARP_BLEND, Sampling
 from . import kernels
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -41,16 +41,24 @@ class Launch:
         self.kernel[self.grid](**self.args)
 
 
-def _check(img, img_name, flow, others=(), grad_out=None):
-    """The ops' checks again, for callers of torch.ops.vid2vid_fast_triton.* that skip the public functions:
-    a wrong shape here would be an out-of-bounds access on the GPU. others: (tensor, name, channels)."""
-    check_image_and_flow(img, flow, img_name)
-    for t, name, channels in others:
-        check_like(t, name, img, img_name, channels=channels)
+def _check(spec, tensors, grad_out=None):
+    """The ops' checks again (ops/spec.py's op `spec`), for callers of torch.ops.vid2vid_fast_triton.* that skip
+    the public functions: a wrong shape here would be an out-of-bounds access on the GPU. The ops take equal
+    batches: the public functions expand a batch of 1 before they call an op."""
+    check_op_inputs(spec, tensors)
+    img, img_name = tensors[0], spec.inputs[0].name
+    for t, spec_input in zip(tensors[1:], spec.inputs[1:]):
+        if t.shape[0] != img.shape[0]:
+            raise ValueError(f"{spec_input.name} has batch {t.shape[0]} but {img_name} has {img.shape[0]}: the ops "
+                             f"take equal batches (the public functions broadcast a batch of 1)")
     if img.dtype not in _DTYPES:
         raise TypeError(f"the triton backend supports {', '.join(map(str, _DTYPES))}, got {img_name} of {img.dtype}")
-    if grad_out is not None:
-        check_like(grad_out, "grad_out", img, img_name)
+    if grad_out is not None and spec.output_like is None:
+        if grad_out.numel() != 1 or grad_out.device != img.device:
+            raise ValueError(f"grad_out of {spec.name} must be a scalar on {img.device}, got shape "
+                             f"{tuple(grad_out.shape)} on {grad_out.device}")
+    elif grad_out is not None:
+        check_like(grad_out, "grad_out", tensors[spec.output_like], spec.inputs[spec.output_like].name)
     if img.device.type == "cuda" or (img.device.type == "cpu" and _INTERPRETED):
         return
     raise RuntimeError(
@@ -161,6 +169,21 @@ def _unrequested(like):
     return like.new_empty((0,))
 
 
+def _backward(plan, head, tensors, output_mask, deterministic, sampling):
+    """An op's gradients, by one launch of plan(head, *tensors, image gradient, *other gradients, sampling): the
+    image's (tensors[0]) an _ImageGrad, the others fresh tensors like their inputs (never an input's memory,
+    which may be expanded); an empty tensor for each gradient output_mask does not request."""
+    image_grad = _ImageGrad(tensors[0], output_mask[0], deterministic)
+    others = [torch.empty_like(t) if needed else None for t, needed in zip(tensors[1:], output_mask[1:])]
+    requested = [g for g in others if g is not None]
+    if tensors[0].numel() > 0 and (image_grad.needed or requested):
+        plan(head, *tensors, image_grad, *others, sampling).run()
+    else:
+        for g in requested:
+            g.zero_()
+    return (image_grad.finish(), *(_unrequested(t) if g is None else g for g, t in zip(others, tensors[1:])))
+
+
 # ---------------------------------------------------------------------------------------------- flow_warp
 
 
@@ -170,7 +193,7 @@ def plan_flow_warp_forward(img, flow, out, sampling):
 
 def flow_warp(img, flow, padding_mode, mode, align_corners):
     options = sampling_constexprs(padding_mode, mode, align_corners)
-    _check(img, "img", flow)
+    _check(FLOW_WARP, (img, flow))
     out = torch.empty_like(img)
     if out.numel() > 0:
         plan_flow_warp_forward(img, flow, out, options).run()
@@ -186,15 +209,8 @@ def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, sampling):
 
 def flow_warp_backward(grad_out, img, flow, padding_mode, mode, align_corners, output_mask, deterministic):
     options = sampling_constexprs(padding_mode, mode, align_corners)
-    _check(img, "img", flow, grad_out=grad_out)
-    need_img, need_flow = output_mask
-    grad_img = _ImageGrad(img, need_img, deterministic)
-    grad_flow = torch.empty_like(flow) if need_flow else None
-    if img.numel() > 0 and (need_img or need_flow):
-        plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, options).run()
-    elif need_flow:
-        grad_flow.zero_()
-    return grad_img.finish(), grad_flow if need_flow else _unrequested(flow)
+    _check(FLOW_WARP, (img, flow), grad_out)
+    return _backward(plan_flow_warp_backward, grad_out, (img, flow), output_mask, deterministic, options)
 
 
 # --------------------------------------------------------------------------------------------- warp_blend
@@ -207,7 +223,7 @@ def plan_warp_blend_forward(prev, flow, raw, weight, out, sampling):
 
 def warp_blend(prev, flow, raw, weight, padding_mode, mode, align_corners):
     options = sampling_constexprs(padding_mode, mode, align_corners)
-    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))])
+    _check(WARP_BLEND, (prev, flow, raw, weight))
     out = torch.empty_like(raw)
     if out.numel() > 0:
         plan_warp_blend_forward(prev, flow, raw, weight, out, options).run()
@@ -226,25 +242,9 @@ def plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_
 def warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, mode, align_corners, output_mask,
                         deterministic):
     options = sampling_constexprs(padding_mode, mode, align_corners)
-    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))], grad_out=grad_out)
-    need_prev, need_flow, need_raw, need_weight = output_mask
-    grad_prev = _ImageGrad(prev, need_prev, deterministic)
-    grad_flow = torch.empty_like(flow) if need_flow else None
-    grad_raw = torch.empty_like(raw) if need_raw else None
-    grad_weight = torch.empty_like(weight) if need_weight else None
-    others = [g for g in (grad_flow, grad_raw, grad_weight) if g is not None]
-    if prev.numel() > 0 and (need_prev or others):
-        plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_flow, grad_raw, grad_weight,
-                                 options).run()
-    else:
-        for g in others:
-            g.zero_()
-    return (
-        grad_prev.finish(),
-        grad_flow if need_flow else _unrequested(flow),
-        grad_raw if need_raw else _unrequested(raw),
-        grad_weight if need_weight else _unrequested(weight),
-    )
+    tensors = (prev, flow, raw, weight)
+    _check(WARP_BLEND, tensors, grad_out)
+    return _backward(plan_warp_blend_backward, grad_out, tensors, output_mask, deterministic, options)
 
 
 # ----------------------------------------------------------------------------------------- masked_warp_l1
@@ -263,7 +263,7 @@ def masked_warp_l1_partials(src, n):
 
 def masked_warp_l1(src, flow, target, mask, padding_mode, mode, align_corners):
     options = sampling_constexprs(padding_mode, mode, align_corners)
-    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
+    _check(MASKED_WARP_L1, (src, flow, target, mask))
     if src.numel() == 0:
         return torch.full((), float("nan"), dtype=src.dtype, device=src.device)  # the mean of nothing
     partials = masked_warp_l1_partials(src, _pixels(src))
@@ -283,27 +283,8 @@ def plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_
 def masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, mode, align_corners, output_mask,
                             deterministic):
     options = sampling_constexprs(padding_mode, mode, align_corners)
-    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
-    if grad_out.numel() != 1 or grad_out.device != src.device:
-        raise ValueError(f"grad_out of masked_warp_l1 must be a scalar on {src.device}, got shape "
-                         f"{tuple(grad_out.shape)} on {grad_out.device}")
-    need_src, need_flow, need_target, need_mask = output_mask
-    grad_src = _ImageGrad(src, need_src, deterministic)
-    grad_flow = torch.empty_like(flow) if need_flow else None
-    grad_target = torch.empty_like(target) if need_target else None
-    grad_mask = torch.empty_like(mask) if need_mask else None
-    others = [g for g in (grad_flow, grad_target, grad_mask) if g is not None]
-    if src.numel() > 0 and (need_src or others):
-        # d(mean)/d(element), on the device: no host synchronisation.
-        scale = (grad_out.reshape(1).to(_acc_dtype(src)) / src.numel()).contiguous()
-        plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_flow, grad_target, grad_mask,
-                                     options).run()
-    else:
-        for g in others:
-            g.zero_()
-    return (
-        grad_src.finish(),
-        grad_flow if need_flow else _unrequested(flow),
-        grad_target if need_target else _unrequested(target),
-        grad_mask if need_mask else _unrequested(mask),
-    )
+    tensors = (src, flow, target, mask)
+    _check(MASKED_WARP_L1, tensors, grad_out)
+    # d(mean)/d(element), on the device: no host synchronisation. (An empty src launches nothing.)
+    scale = (grad_out.reshape(1).to(_acc_dtype(src)) / max(src.numel(), 1)).contiguous()
+    return _backward(plan_masked_warp_l1_backward, scale, tensors, output_mask, deterministic, options)
