@@ -294,6 +294,8 @@ def _scatter(acc, acc_sc, corners, contrib, contrib_stride, offs, C, ch, g, samp
         tl.store(at3, tl.where(keep, g1 * wx1[:, None], 0.0), mask=m2)
     else:
         co = (ch * acc_sc)[None, :]
+        if NEAREST:  # one corner, of weight 1, or 0 outside the image with zeros padding: then no atomic
+            keep = keep & ((wx0 * wy0) > 0.0)[:, None]
         tl.atomic_add(acc + o00[:, None] + co, g0 * wx0[:, None], mask=keep, sem="relaxed")
         if not NEAREST:  # the other three corners have weight 0
             tl.atomic_add(acc + o01[:, None] + co, g0 * wx1[:, None], mask=keep, sem="relaxed")
