@@ -1,6 +1,8 @@
-"""The Triton backend against the float64 reference, its torch.library registration and its deterministic
-backward. Runs on CUDA tensors where there is a GPU; without one, test_triton_interpreter.py runs this file
-in a subprocess with TRITON_INTERPRET=1 (CPU tensors; small sizes keep the interpreter fast)."""
+"""The Triton backend against the float64 reference, for every sampling option (padding_mode, mode,
+align_corners) and the strides the public functions hand the ops (a flow read from (B, H, W, 2), a batch of 1
+expanded), its torch.library registration and its deterministic backward. Runs on CUDA tensors where there is
+a GPU; without one, test_triton_interpreter.py runs this file in a subprocess with TRITON_INTERPRET=1 (CPU
+tensors; small sizes keep the interpreter fast)."""
 
 import pytest
 import torch
