@@ -58,11 +58,6 @@ class Speed:
             return nullcontext()
         return torch.autocast(device.type, dtype=self.amp_dtype)
 
-    @property
-    def adam_options(self) -> dict:
-        """Keyword arguments of torch.optim.Adam for the chosen implementation."""
-        return {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[self.adam]
-
     def describe(self) -> str:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "

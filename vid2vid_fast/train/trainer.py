@@ -19,6 +19,7 @@ unwrapped modules, so that each DDP module sees exactly one backward per iterati
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ from vid2vid_fast.models.losses import (
 
 from . import checkpoint as ckpt
 from . import run_folder
+from .adam import make_adam
 from .config import Config, ConfigError, save_yaml, to_dict
 from .data import FrameSource, label_channels, prepare_data
 from .distributed import DistInfo, any_rank, barrier, broadcast_object, gather_objects, init_distributed, min_over_ranks
@@ -213,10 +215,11 @@ class Trainer:
         self.vgg = VGGLoss(config.loss.vgg_weights or None).to(device)
 
         s = config.schedule
-        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2), **self.speed.adam_options)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), **adam)
-        self.opt_D_T = [torch.optim.Adam(d.parameters(), **adam) for d in self.D_T.scales]
+        adam = functools.partial(make_adam, implementation=self.speed.adam, device=device, lr=s.lr,
+                                 betas=(s.beta1, s.beta2))
+        self.opt_G = adam(self.G.parameters())
+        self.opt_D = adam(self.D.parameters())
+        self.opt_D_T = [adam(d.parameters()) for d in self.D_T.scales]
         # the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
         self.optimizers = {"G": self.opt_G, "D": self.opt_D, **{f"D_T_{s}": o for s, o in enumerate(self.opt_D_T)}}
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
