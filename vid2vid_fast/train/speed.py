@@ -44,6 +44,7 @@ class Speed:
     channels_last: bool
     loader: str = "auto"  # video decoding of --source videos: "auto", "dali" or "pyav"
     adam: str = "default"  # Adam's implementation: "fused", "foreach" or "default" (torch's own choice)
+    stacked_heads: bool = False  # the generator's flow and weight heads as one convolution (models/generator.py)
 
     @property
     def amp_dtype(self):
@@ -61,11 +62,13 @@ class Speed:
     def describe(self) -> str:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "
-            f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}"
+            f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}, "
+            f"flow and weight heads {'stacked' if self.stacked_heads else 'apart'}"
         )
 
 
-REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default")
+REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default",
+                  stacked_heads=False)
 
 
 def resolve_speed(speed_config, device: torch.device) -> Speed:
@@ -85,7 +88,7 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
     adam = "fused" if speed_config.adam == "auto" else speed_config.adam
     return Speed(
         speed_config.backend, amp, switch(speed_config.compile, auto=on_gpu),
-        switch(speed_config.channels_last, auto=True), speed_config.loader, adam,
+        switch(speed_config.channels_last, auto=True), speed_config.loader, adam, stacked_heads=True,
     )
 
 

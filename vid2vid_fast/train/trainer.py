@@ -87,7 +87,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the run stops without overwriting its last checkpoint."""
 
 
-def build_generator(config: Config, backend: str = "auto") -> Vid2VidGenerator:
+def build_generator(config: Config, backend: str = "auto", stacked_heads: bool = False) -> Vid2VidGenerator:
     m = config.model
     return Vid2VidGenerator(
         label_channels(config),
@@ -102,6 +102,7 @@ def build_generator(config: Config, backend: str = "auto") -> Vid2VidGenerator:
         use_fg_model=m.fg,
         fg_labels=tuple(m.fg_labels),
         backend=backend,
+        stacked_heads=stacked_heads,
     )
 
 
@@ -206,7 +207,8 @@ class Trainer:
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
-        self.G = build_generator(config, self.speed.backend).to(device, memory_format=self.speed.memory_format)
+        self.G = build_generator(config, self.speed.backend, self.speed.stacked_heads).to(
+            device, memory_format=self.speed.memory_format)
         self.D, self.D_T = build_discriminators(config)
         self.D = self.D.to(device, memory_format=self.speed.memory_format)
         self.D_T = self.D_T.to(device, memory_format=self.speed.memory_format)
