@@ -95,3 +95,27 @@ def test_zero_grad_clears_the_parameters_gradients():
     optimizer.zero_grad()
     assert all(p.grad is None for p in model.parameters())
     assert all(v.grad is None for v in optimizer.param_groups[0]["params"])
+
+
+def test_a_parameter_frozen_at_first_trains_once_unfrozen():
+    plain, ours = channels_last_model(), channels_last_model()
+    for model in (plain, ours):
+        model[0].weight.requires_grad_(False)  # as the generator's coarse scales under niter_fix_global
+    reference = torch.optim.Adam(plain.parameters(), fused=True, **OPTIONS)
+    optimizer = MemoryOrderAdam(ours.parameters(), fused=True, **OPTIONS)
+    train_steps(plain, reference, 1)
+    train_steps(ours, optimizer, 1)
+    for model in (plain, ours):
+        model[0].weight.requires_grad_(True)
+    train_steps(plain, reference, 2, seed=3)
+    train_steps(ours, optimizer, 2, seed=3)
+    assert not torch.equal(ours[0].weight, channels_last_model()[0].weight)
+    for p, q in zip(plain.parameters(), ours.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_gradient_scaling_keeps_torchs_adam():
+    model = channels_last_model()
+    cpu = torch.device("cpu")
+    assert type(make_adam(model.parameters(), "fused", cpu, grad_scaling=True, **OPTIONS)) is torch.optim.Adam
+    assert type(make_adam(model.parameters(), "default", cpu, **OPTIONS)) is torch.optim.Adam

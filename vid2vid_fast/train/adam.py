@@ -8,8 +8,6 @@ step and took more time than the update itself. ``MemoryOrderAdam`` hands the fu
 a 1-D view of its elements in memory order instead: the same update of the same elements, with no copy.
 """
 
-import functools
-
 import torch
 
 
@@ -29,22 +27,23 @@ def _like(param: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 class MemoryOrderAdam(torch.optim.Adam):
     """torch.optim.Adam over memory-order views of ``params`` (a list of dense tensors, one parameter
-    group). Each parameter's gradient is mirrored to its view when autograd has accumulated it;
+    group). ``step`` first gives each view its parameter's gradient (as a view too), so a GradScaler's
+    ``unscale_``, which runs before, would not see them: use torch.optim.Adam with gradient scaling.
     ``state_dict`` and ``load_state_dict`` use the moments in each parameter's own shape, as
     torch.optim.Adam does, so checkpoints are the same for both."""
 
     def __init__(self, params, **options):
         self.owners = list(params)
         super().__init__([memory_order(p.detach()) for p in self.owners], **options)
-        for owner, view in zip(self.owners, self.param_groups[0]["params"]):
-            owner.register_post_accumulate_grad_hook(functools.partial(self._mirror_grad, view))
 
-    @staticmethod
-    def _mirror_grad(view: torch.Tensor, owner: torch.Tensor):
-        grad = owner.grad
-        if grad.stride() != owner.stride():  # autograd gives the parameter's strides; a hand-set one may not
-            grad = _like(owner, grad)
-        view.grad = memory_order(grad)
+    @torch.no_grad()
+    def step(self, closure=None):
+        for owner, view in zip(self.owners, self.param_groups[0]["params"]):
+            grad = owner.grad
+            if grad is not None and grad.stride() != owner.stride():
+                grad = _like(owner, grad)  # autograd gives the parameter's strides; a hand-set one may not
+            view.grad = None if grad is None else memory_order(grad)
+        return super().step(closure)
 
     def zero_grad(self, set_to_none: bool = True):
         super().zero_grad(set_to_none)
@@ -76,9 +75,11 @@ class MemoryOrderAdam(torch.optim.Adam):
         super().load_state_dict(state)
 
 
-def make_adam(params, implementation: str, device: torch.device, **options) -> torch.optim.Adam:
-    """Adam over ``params`` in ``implementation`` ("fused", "foreach" or "default": torch's own choice)."""
-    if implementation == "fused" and device.type == "cpu":
+def make_adam(params, implementation: str, device: torch.device, grad_scaling: bool = False,
+              **options) -> torch.optim.Adam:
+    """Adam over ``params`` in ``implementation`` ("fused", "foreach" or "default": torch's own choice);
+    ``grad_scaling``: a GradScaler will unscale the gradients before each step."""
+    if implementation == "fused" and device.type == "cpu" and not grad_scaling:
         return MemoryOrderAdam(params, fused=True, **options)
     choice = {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[implementation]
     return torch.optim.Adam(params, **choice, **options)

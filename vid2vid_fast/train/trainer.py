@@ -217,8 +217,8 @@ class Trainer:
         self.vgg = VGGLoss(config.loss.vgg_weights or None).to(device)
 
         s = config.schedule
-        adam = functools.partial(make_adam, implementation=self.speed.adam, device=device, lr=s.lr,
-                                 betas=(s.beta1, s.beta2))
+        adam = functools.partial(make_adam, implementation=self.speed.adam, device=device,
+                                 grad_scaling=self.speed.amp == "fp16", lr=s.lr, betas=(s.beta1, s.beta2))
         self.opt_G = adam(self.G.parameters())
         self.opt_D = adam(self.D.parameters())
         self.opt_D_T = [adam(d.parameters()) for d in self.D_T.scales]
