@@ -25,8 +25,9 @@ was 1.16-1.17x the reference, and 1.24x with torch.compile):
   channels, so each head cost about a full convolution (~5 ms of a 150 ms step on one core). Same
   parameters, outputs and gradients; not a switch (nothing is traded; on GPUs too, not measured there),
   the reference keeps them apart.
-  These two changes together, one thread pinned to one core (``taskset``, 40 interleaved iterations):
-  1.20x -> 1.25x the reference (process CPU time 1.17x -> 1.24x).
+  These two changes together, one thread pinned to one core (``taskset``, 40 interleaved iterations,
+  three runs, load average 2.6-6): 1.14-1.20x -> 1.23-1.28x the reference (process CPU time of the fast
+  step -9 to -10%).
 - torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain) under load, 1.24x against
   1.16x on the quiet machine; on one pinned core the compiled step was slower (156 against 147 ms). It
   costs ~2 minutes cold (112 s measured with a fresh inductor cache, load 4-6; 7-9 s from the cache):
