@@ -17,13 +17,13 @@ from cases import (
     check_autocast,
     check_backward_leaves_inputs_unchanged,
     check_compile_matches_eager,
+    check_hostile_flows,
     check_op,
     composite_inputs,
+    hostile_flow,
     make_flow,
     run_with_grads,
 )
-from test_flow_warp import hostile_flow
-from test_flow_warp import test_hostile_flows as check_hostile_flows
 
 from vid2vid_fast.ops.backends import TRITON_IMPORTABLE, TRITON_INTERPRETED
 
