@@ -255,6 +255,54 @@ def check_op(op, backend, shape, dtype, layout, sampling, seed, tolerance=None):
         assert_close_to_reference(g, rg, dtype, f"{op} gradient of {name} ({sampling})", tolerance)
 
 
+def hostile_flow(h, w, dtype, device):
+    """Finite flows with NaN, ±Inf and huge values sprinkled in, in both components."""
+    flow = make((2, 2, h, w), torch.float64, device, scale=2.0)
+    specials = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 6e4, -6e4],
+                            dtype=torch.float64, device=device)
+    pick = torch.randint(0, 4, flow.shape, device=device) == 0
+    flow = torch.where(pick, specials[torch.randint(0, len(specials), flow.shape, device=device)], flow)
+    return flow.to(dtype)
+
+
+def check_hostile_flows(op, backend, sampling, dtype):
+    """NaN, ±Inf and huge flows: never out of bounds; the result is the documented one: NaN flow (and ±Inf
+    under reflection) -> NaN output pixel with no image or flow gradient; ±Inf / huge -> a far sample.
+
+    Against the float64 reference where the two compute one position exactly: with bilinear sampling and
+    align_corners=True. (With align_corners=False a huge position is scaled by size / (size - 1), and nearest
+    rounds it: float32 and float64 land on different pixels, both correct.) Under reflection a huge flow puts
+    the sample on an integer position, a kink where the flow gradient of either side is correct, so the flow
+    gradients of those pixels are not compared."""
+    make_inputs, fn, ref = OPS[op]
+    torch.manual_seed(17)
+    device = device_of(backend)
+    inputs = make_inputs((2, 3, 13, 16), dtype, device, "contiguous")
+    inputs[1] = hostile_flow(13, 16, dtype, device)
+    out, grads = run_with_grads(fn, inputs, sampling, backend=backend)
+    flow = inputs[1]
+    invalid = flow.isnan() | (flow.isinf() if sampling.padding_mode == "reflection" else torch.zeros_like(flow, dtype=torch.bool))
+    invalid = invalid.any(dim=1, keepdim=True)
+    if op != "masked_warp_l1":
+        assert out[invalid.expand_as(out)].isnan().all()
+        assert not out[~invalid.expand_as(out)].isnan().any()
+    else:
+        assert out.isnan()
+    assert torch.count_nonzero(grads[1][invalid.expand_as(grads[1])].nan_to_num(1.0)) == 0
+    if sampling.mode != "bilinear" or not sampling.align_corners:
+        for g, x in zip(grads, inputs):
+            assert g.shape == x.shape and not g[~g.isnan()].isinf().any()
+        return
+    ref_out, ref_grads = run_with_grads(ref, [t.double() for t in inputs], sampling, grad_dtype=dtype)
+    if op != "masked_warp_l1":
+        assert_close_to_reference(out, ref_out, dtype, "output")
+    if sampling.padding_mode == "reflection":
+        huge = (flow.abs() > 1e3).any(dim=1, keepdim=True).expand_as(grads[1])
+        grads[1], ref_grads[1] = grads[1].masked_fill(huge, 0), ref_grads[1].masked_fill(huge, 0)
+    for g, rg in zip(grads, ref_grads):
+        assert_close_to_reference(g, rg, dtype, "gradient")
+
+
 class CompositeStep(torch.nn.Module):
     """A vid2vid-like step: a conv predicts flow, weight and raw frame; warp_blend composites them with
     the previous frame; the flow-warp loss compares a warped real frame with the current one; every op

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vid2vid_fast.ops.backends import TRITON_IMPORTABLE, TRITON_INTERPRETED
+from vid2vid_fast.ops.spec import ALL_SAMPLINGS
 
 pytestmark = [
     pytest.mark.skipif(not TRITON_IMPORTABLE, reason="triton is not installed"),
@@ -52,12 +53,14 @@ def meta(shape, dtype, layout="contiguous", int64=False):
     return t.contiguous(memory_format=torch.channels_last) if layout == "channels_last" else t
 
 
-def plans(dtype, shape, layout="contiguous", padding_mode="border", deterministic=False, masks=(True,) * 4,
-          int64=False, mask_channels=1):
-    """Every launch the three ops make, forward and backward, for one configuration."""
+def plans(dtype, shape, layout="contiguous", sampling=("border", "bilinear", True), deterministic=False,
+          masks=(True,) * 4, int64=False, mask_channels=1):
+    """Every launch the three ops make, forward and backward, for one configuration. sampling: the ops'
+    (padding_mode, mode, align_corners)."""
     from vid2vid_fast.ops.triton import launch
 
     b, c, h, w = shape
+    options = launch.sampling_constexprs(*sampling)
 
     def image():
         return meta(shape, dtype, layout, int64)
@@ -75,36 +78,39 @@ def plans(dtype, shape, layout="contiguous", padding_mode="border", deterministi
     n = b * h * w
     image_grad = launch._ImageGrad(img, masks[0], deterministic)
     result = [
-        launch.plan_flow_warp_forward(img, flow, out, padding_mode),
-        launch.plan_flow_warp_backward(grad_out, img, flow, image_grad, grad(masks[1], flow), padding_mode),
-        launch.plan_warp_blend_forward(img, flow, other, weight, out, padding_mode),
+        launch.plan_flow_warp_forward(img, flow, out, options),
+        launch.plan_flow_warp_backward(grad_out, img, flow, image_grad, grad(masks[1], flow), options),
+        launch.plan_warp_blend_forward(img, flow, other, weight, out, options),
         launch.plan_warp_blend_backward(grad_out, img, flow, other, weight, image_grad, grad(masks[1], flow),
-                                        grad(masks[2], other), grad(masks[3], weight), padding_mode),
-        launch.plan_masked_warp_l1_forward(img, flow, other, mask, launch.masked_warp_l1_partials(img, n),
-                                           padding_mode),
+                                        grad(masks[2], other), grad(masks[3], weight), options),
+        launch.plan_masked_warp_l1_forward(img, flow, other, mask, launch.masked_warp_l1_partials(img, n), options),
         launch.plan_masked_warp_l1_backward(torch.empty(1, dtype=torch.float32, device="meta"), img, flow, other,
                                             mask, image_grad, grad(masks[1], flow), grad(masks[2], other),
-                                            grad(masks[3], mask), padding_mode),
+                                            grad(masks[3], mask), options),
     ]
     if image_grad.deterministic:
         result.append(image_grad.plan_gather())
     return result
 
 
-CONFIGS = [pytest.param(dtype, {"shape": (2, 3, 5, 7)}, id=f"{str(dtype)[6:]}") for dtype in DTYPES] + [
-    pytest.param(torch.float16, dict(shape=(2, 3, 1, 6), layout="channels_last", padding_mode="zeros",
-                                     deterministic=True, masks=(True, False, True, False)), id="H1-deterministic"),
+# Dtypes, layouts, sizes of 1, 64-bit offsets and the gradient subsets, on both architectures, each with
+# another sampling variant (test_every_sampling_variant_compiles covers all of them, on one architecture).
+CONFIGS = [
+    pytest.param(dtype, dict(shape=(2, 3, 5, 7), sampling=ALL_SAMPLINGS[3 * i + 1].op_args()), id=f"{str(dtype)[6:]}")
+    for i, dtype in enumerate(DTYPES)
+] + [
+    pytest.param(torch.float16, dict(shape=(2, 3, 1, 6), layout="channels_last", deterministic=True,
+                                     sampling=("reflection", "bilinear", True), masks=(True, False, True, False)),
+                 id="H1-deterministic"),
     pytest.param(torch.bfloat16, dict(shape=(2, 1, 4, 1), int64=True, masks=(False, True, False, True),
-                                      mask_channels=1), id="W1-C1-int64"),
-    pytest.param(torch.float32, dict(shape=(2, 17, 3, 5), padding_mode="zeros", deterministic=True,
+                                      sampling=("reflection", "nearest", False), mask_channels=1), id="W1-C1-int64"),
+    pytest.param(torch.float32, dict(shape=(2, 17, 3, 5), sampling=("zeros", "bilinear", False), deterministic=True,
                                      masks=(True, True, False, True), mask_channels=17),
                  id="per-channel-mask-deterministic"),
 ]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype, config", CONFIGS)
-def test_kernels_compile_for_gpu(dtype, config, arch):
+def compile_plans(arch, dtype, **config):
     import triton
     from triton.backends.compiler import GPUTarget
 
@@ -113,6 +119,19 @@ def test_kernels_compile_for_gpu(dtype, config, arch):
         source = triton.compiler.ASTSource(fn=plan.kernel, signature=signature, constexprs=constexprs, attrs=attrs)
         compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32))
         assert compiled.asm["cubin"], plan.kernel.fn.__name__
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype, config", CONFIGS)
+def test_kernels_compile_for_gpu(dtype, config, arch):
+    compile_plans(arch, dtype, **config)
+
+
+@pytest.mark.parametrize("sampling", ALL_SAMPLINGS, ids=str)
+def test_every_sampling_variant_compiles(sampling):
+    """The sampling code is elementwise arithmetic that does not depend on the architecture: one suffices
+    (CONFIGS spreads the variants over both)."""
+    compile_plans(90, torch.float32, shape=(2, 3, 5, 7), sampling=sampling.op_args())
 
 
 def test_signature_follows_jit_specialisation():

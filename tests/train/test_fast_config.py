@@ -4,6 +4,7 @@ of the first iterations agree to floating-point tolerance."""
 import json
 
 import pytest
+import torch
 from train_helpers import make_sequences, tiny_config
 
 from vid2vid_fast.train.trainer import Trainer
@@ -30,9 +31,12 @@ def run(data, out, **speed):
 @pytest.mark.parametrize("compile_", ["off", pytest.param("on", marks=pytest.mark.slow)])
 def test_fast_configuration_trains_like_the_reference(data, tmp_path, compile_):
     reference = run(data, tmp_path / "reference", reference=True)
-    fast = run(data, tmp_path / "fast", compile=compile_)  # auto: the fused warp, channels_last, fused Adam
+    # auto: the fused warp, channels_last, fused Adam (on memory-order views), the stacked flow/weight heads
+    fast = run(data, tmp_path / "fast", compile=compile_)
     assert fast.speed.channels_last and fast.speed.adam == "fused" and fast.speed.backend == "auto"
+    assert fast.speed.stacked_heads and type(fast.opt_G).__name__ == "MemoryOrderAdam"
     assert not reference.speed.channels_last and reference.speed.adam == "default"
+    assert not reference.speed.stacked_heads and type(reference.opt_G) is torch.optim.Adam
     expected, got = losses_of(reference), losses_of(fast)
     assert [r["iteration"] for r in got] == list(range(1, ITERATIONS + 1))
     for ref, new in zip(expected, got):

@@ -7,9 +7,9 @@ from vid2vid_fast.train.speed import REFERENCE, resolve_speed
 
 def test_auto_on_the_cpu_follows_the_cpu_rules():
     speed = resolve_speed(make_config().speed, torch.device("cpu"))
-    assert (speed.backend, speed.amp, speed.compile, speed.channels_last, speed.adam) == ("auto", "off", False, True, "fused")
-    assert speed.adam_options == {"fused": True}
-    assert REFERENCE.adam_options == {}  # torch's own choice
+    assert (speed.backend, speed.amp, speed.compile, speed.channels_last, speed.adam, speed.stacked_heads) == (
+        "auto", "off", False, True, "fused", True)
+    assert REFERENCE.adam == "default"  # torch's own choice
 
 
 def test_reference_overrides_every_switch():

@@ -50,7 +50,8 @@ def load_generator(checkpoint_path, config: Config | None = None, device=None):
     payload = ckpt.load_checkpoint(checkpoint_path, None if config is None else to_dict(config))
     config = config or from_dict(payload["config"], f"config in {checkpoint_path}")
     device = device or resolve_device(config.run.device)
-    generator = build_generator(config, resolve_speed(config.speed, device).backend)
+    speed = resolve_speed(config.speed, device)
+    generator = build_generator(config, speed.backend, speed.stacked_heads)
     ckpt.load_module_state(generator, payload["models"]["G"], "generator", checkpoint_path)
     return generator.to(device).eval(), config
 

@@ -16,9 +16,22 @@ was 1.16-1.17x the reference, and 1.24x with torch.compile):
 - channels_last: on. Convolutions are ~60% of the step and BatchNorm ~13%; oneDNN's NHWC kernels are
   faster. Without it the fast configuration is 1.02-1.04x the reference, with it 1.29-1.32x.
 - Adam: fused. One kernel over all 134 parameter tensors: 7.4 ms a step against 15.9 ms for torch's
-  default on the CPU (a loop over the tensors) and 16.4 ms for foreach; 1.27x with the default.
-- torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain), and compiling costs
-  ~2 minutes cold (7-9 s from the inductor cache): a loss for runs of minutes.
+  default on the CPU (a loop over the tensors) and 16.4 ms for foreach; 1.27x with the default. On the
+  CPU it runs on memory-order views of the channels_last weights (``adam.MemoryOrderAdam``): torch's
+  fused CPU Adam copied each of their gradients first, 11.1 -> 6.6 ms a step for the demo's three
+  networks (2 threads, load ~4; the same update, bit for bit).
+- The generator's flow and weight heads (two 7x7 convolutions of the same features, 2 and 1 output
+  channels) run as one convolution of their stacked weights: oneDNN computes a 1-3 channel output as 16
+  channels, so each head cost about a full convolution (~5 ms of a 150 ms step on one core). Same
+  parameters, outputs and gradients; not a switch (nothing is traded; on GPUs too, not measured there),
+  the reference keeps them apart.
+  These two changes together, one thread pinned to one core (``taskset``, 40 interleaved iterations,
+  three runs, load average 2.6-6): 1.14-1.20x -> 1.23-1.28x the reference (process CPU time of the fast
+  step -9 to -10%).
+- torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain) under load, 1.24x against
+  1.16x on the quiet machine; on one pinned core the compiled step was slower (156 against 147 ms). It
+  costs ~2 minutes cold (112 s measured with a fresh inductor cache, load 4-6; 7-9 s from the cache):
+  a loss for runs of minutes such as the demo's 5-minute budget.
 - AMP: off. bf16 changes the numbers the run trains on, and most CPUs (no AMX / AVX512-BF16) have no
   fast bf16 convolutions.
 
@@ -44,6 +57,7 @@ class Speed:
     channels_last: bool
     loader: str = "auto"  # video decoding of --source videos: "auto", "dali" or "pyav"
     adam: str = "default"  # Adam's implementation: "fused", "foreach" or "default" (torch's own choice)
+    stacked_heads: bool = False  # the generator's flow and weight heads as one convolution (models/generator.py)
 
     @property
     def amp_dtype(self):
@@ -58,19 +72,16 @@ class Speed:
             return nullcontext()
         return torch.autocast(device.type, dtype=self.amp_dtype)
 
-    @property
-    def adam_options(self) -> dict:
-        """Keyword arguments of torch.optim.Adam for the chosen implementation."""
-        return {"fused": {"fused": True}, "foreach": {"foreach": True}, "default": {}}[self.adam]
-
     def describe(self) -> str:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "
-            f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}"
+            f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}, "
+            f"flow and weight heads {'stacked' if self.stacked_heads else 'apart'}"
         )
 
 
-REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default")
+REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default",
+                  stacked_heads=False)
 
 
 def resolve_speed(speed_config, device: torch.device) -> Speed:
@@ -90,7 +101,7 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
     adam = "fused" if speed_config.adam == "auto" else speed_config.adam
     return Speed(
         speed_config.backend, amp, switch(speed_config.compile, auto=on_gpu),
-        switch(speed_config.channels_last, auto=True), speed_config.loader, adam,
+        switch(speed_config.channels_last, auto=True), speed_config.loader, adam, stacked_heads=True,
     )
 
 

@@ -19,6 +19,7 @@ unwrapped modules, so that each DDP module sees exactly one backward per iterati
 
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ from vid2vid_fast.models.losses import (
 
 from . import checkpoint as ckpt
 from . import run_folder
+from .adam import make_adam
 from .config import Config, ConfigError, save_yaml, to_dict
 from .data import FrameSource, label_channels, prepare_data
 from .distributed import DistInfo, any_rank, barrier, broadcast_object, gather_objects, init_distributed, min_over_ranks
@@ -85,7 +87,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the run stops without overwriting its last checkpoint."""
 
 
-def build_generator(config: Config, backend: str = "auto") -> Vid2VidGenerator:
+def build_generator(config: Config, backend: str = "auto", stacked_heads: bool = False) -> Vid2VidGenerator:
     m = config.model
     return Vid2VidGenerator(
         label_channels(config),
@@ -100,6 +102,7 @@ def build_generator(config: Config, backend: str = "auto") -> Vid2VidGenerator:
         use_fg_model=m.fg,
         fg_labels=tuple(m.fg_labels),
         backend=backend,
+        stacked_heads=stacked_heads,
     )
 
 
@@ -204,7 +207,8 @@ class Trainer:
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
-        self.G = build_generator(config, self.speed.backend).to(device, memory_format=self.speed.memory_format)
+        self.G = build_generator(config, self.speed.backend, self.speed.stacked_heads).to(
+            device, memory_format=self.speed.memory_format)
         self.D, self.D_T = build_discriminators(config)
         self.D = self.D.to(device, memory_format=self.speed.memory_format)
         self.D_T = self.D_T.to(device, memory_format=self.speed.memory_format)
@@ -213,10 +217,11 @@ class Trainer:
         self.vgg = VGGLoss(config.loss.vgg_weights or None).to(device)
 
         s = config.schedule
-        adam = dict(lr=s.lr, betas=(s.beta1, s.beta2), **self.speed.adam_options)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), **adam)
-        self.opt_D_T = [torch.optim.Adam(d.parameters(), **adam) for d in self.D_T.scales]
+        adam = functools.partial(make_adam, implementation=self.speed.adam, device=device,
+                                 grad_scaling=self.speed.amp == "fp16", lr=s.lr, betas=(s.beta1, s.beta2))
+        self.opt_G = adam(self.G.parameters())
+        self.opt_D = adam(self.D.parameters())
+        self.opt_D_T = [adam(d.parameters()) for d in self.D_T.scales]
         # the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
         self.optimizers = {"G": self.opt_G, "D": self.opt_D, **{f"D_T_{s}": o for s, o in enumerate(self.opt_D_T)}}
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")

@@ -1,8 +1,10 @@
 """Host side of the Triton kernels: allocation, launch parameters, the deterministic image-gradient path.
 
-Every launch goes through a `Launch` (kernel, grid, keyword arguments), built by a `plan_*` function and
-then run; tests/ops/test_triton_aot.py compiles the plans' exact argument sets ahead of time for sm_80 and
-sm_90, so the variants the launchers really use are the ones CI compiles.
+Every launch goes through a `Launch` (kernel, grid, keyword arguments), built by a `plan_*` function (all
+through _plan, which passes each tensor with its strides under the kernel's parameter names) and then run;
+tests/ops/test_triton_aot.py compiles the plans' exact argument sets ahead of time for sm_80 and sm_90, so
+the variants the launchers really use are the ones CI compiles. Each op entry point checks its sampling
+options once (sampling_constexprs) and hands the kernels' constexprs to its plans.
 
 Outputs take an input's layout with empty_like's rules, as the C++ kernels and the fake implementations
 do. Image gradients are accumulated in float32 (float64 for float64 inputs) and cast at the end.
@@ -15,7 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..checks import check_image_and_flow, check_like, check_padding_mode
+from ..checks import check_like, check_op_inputs
+from ..spec import FLOW_WARP, MASKED_WARP_L1, WARP_BLEND, Sampling
 from . import kernels
 
 _INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -38,16 +41,24 @@ class Launch:
         self.kernel[self.grid](**self.args)
 
 
-def _check(img, img_name, flow, others=(), grad_out=None):
-    """The ops' checks again, for callers of torch.ops.vid2vid_fast_triton.* that skip the public functions:
-    a wrong shape here would be an out-of-bounds access on the GPU. others: (tensor, name, channels)."""
-    check_image_and_flow(img, flow, img_name)
-    for t, name, channels in others:
-        check_like(t, name, img, img_name, channels=channels)
+def _check(spec, tensors, grad_out=None):
+    """The ops' checks again (ops/spec.py's op `spec`), for callers of torch.ops.vid2vid_fast_triton.* that skip
+    the public functions: a wrong shape here would be an out-of-bounds access on the GPU. The ops take equal
+    batches: the public functions expand a batch of 1 before they call an op."""
+    check_op_inputs(spec, tensors)
+    img, img_name = tensors[0], spec.inputs[0].name
+    for t, spec_input in zip(tensors[1:], spec.inputs[1:]):
+        if t.shape[0] != img.shape[0]:
+            raise ValueError(f"{spec_input.name} has batch {t.shape[0]} but {img_name} has {img.shape[0]}: the ops "
+                             f"take equal batches (the public functions broadcast a batch of 1)")
     if img.dtype not in _DTYPES:
         raise TypeError(f"the triton backend supports {', '.join(map(str, _DTYPES))}, got {img_name} of {img.dtype}")
-    if grad_out is not None:
-        check_like(grad_out, "grad_out", img, img_name)
+    if grad_out is not None and spec.output_like is None:
+        if grad_out.numel() != 1 or grad_out.device != img.device:
+            raise ValueError(f"grad_out of {spec.name} must be a scalar on {img.device}, got shape "
+                             f"{tuple(grad_out.shape)} on {grad_out.device}")
+    elif grad_out is not None:
+        check_like(grad_out, "grad_out", tensors[spec.output_like], spec.inputs[spec.output_like].name)
     if img.device.type == "cuda" or (img.device.type == "cpu" and _INTERPRETED):
         return
     raise RuntimeError(
@@ -56,24 +67,15 @@ def _check(img, img_name, flow, others=(), grad_out=None):
     )
 
 
-def _strides(t, prefix):
-    """The four strides of a (B, C, H, W) tensor; a single channel broadcasts (channel stride 0)."""
-    sn, sc, sy, sx = t.stride()
-    return {f"{prefix}_sn": sn, f"{prefix}_sc": 0 if t.shape[1] == 1 else sc, f"{prefix}_sy": sy, f"{prefix}_sx": sx}
-
-
-def _strides3(t, prefix):
-    """Strides of a (B, 1, H, W) tensor without its channel."""
-    sn, _, sy, sx = t.stride()
-    return {f"{prefix}_sn": sn, f"{prefix}_sy": sy, f"{prefix}_sx": sx}
+def sampling_constexprs(padding_mode, mode, align_corners):
+    """An op's sampling arguments, checked once per call, as the kernels' constexprs."""
+    options = Sampling(padding_mode, mode, align_corners)
+    return dict(PADDING=kernels.PADDING_CODES[options.padding_mode], NEAREST=options.mode == "nearest",
+                ALIGN_CORNERS=options.align_corners)
 
 
 def _max_offset(t):
     return sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()) if size > 0)
-
-
-def _needs_int64(*tensors, extra=0):
-    return max([extra, *(_max_offset(t) for t in tensors)]) >= _INT32_LIMIT
 
 
 def _blocks(n_pixels, C):
@@ -85,24 +87,36 @@ def _blocks(n_pixels, C):
     return max(1024 // block_c, 64), block_c
 
 
-def _common(img, n_pixels, zeros, int64):
-    """Arguments every op kernel takes, and its grid. Pixel indices need 64 bits too when there are that many
-    pixels (an expanded tensor's offsets can all be small)."""
-    B, C, H, W = img.shape
+def _plan(kernel, like, images, **args):
+    """The launch of `kernel` over the pixels of `like` (B, C, H, W). images: name -> a (B, C or 1, H, W)
+    tensor, passed with its strides as name_sn, name_sc, name_sy, name_sx (channel stride 0 for a single
+    channel, which broadcasts); args: the other arguments. None stands for a buffer the kernel must not
+    touch (its NEED_* is off): an empty tensor, never a view of an input, so that a missing guard cannot
+    overwrite the caller's tensor. Offsets are 64-bit when some tensor's offsets, or the pixel count, may
+    not fit int32."""
+    B, C, H, W = like.shape
+    n_pixels = B * H * W
     block_p, block_c = _blocks(n_pixels, C)
-    int64 = int64 or n_pixels >= _INT32_LIMIT
-    args = dict(n_pixels=n_pixels, C=C, H=H, W=W, ZEROS=zeros, ACC=_ACC.get(img.dtype, tl.float32), INT64=int64,
-                BLOCK_P=block_p, BLOCK_C=block_c)
-    return args, (triton.cdiv(n_pixels, block_p),)
+    nothing = _unrequested(like)
+    tensors = [t for t in (*images.values(), *args.values()) if isinstance(t, torch.Tensor)]
+    int64 = n_pixels >= _INT32_LIMIT or max([0, *map(_max_offset, tensors)]) >= _INT32_LIMIT
+    kernel_args = dict(n_pixels=n_pixels, C=C, H=H, W=W, INT64=int64, BLOCK_P=block_p, BLOCK_C=block_c)
+    kernel_args.update((name, nothing if value is None else value) for name, value in args.items())
+    for name, t in images.items():
+        sn, sc, sy, sx = (0, 0, 0, 0) if t is None else t.stride()
+        kernel_args.update({name: nothing if t is None else t, f"{name}_sn": sn,
+                            f"{name}_sc": 0 if t is None or t.shape[1] == 1 else sc, f"{name}_sy": sy,
+                            f"{name}_sx": sx})
+    return Launch(kernel, (triton.cdiv(n_pixels, block_p),), kernel_args)
+
+
+def _op_plan(kernel, like, sampling, images, **args):
+    """The launch of an op kernel: _plan's, with the sampling constexprs and the accumulation type."""
+    return _plan(kernel, like, images, **sampling, ACC=_ACC.get(like.dtype, tl.float32), **args)
 
 
 def _acc_dtype(t):
     return _ACC_TORCH.get(t.dtype, torch.float32)
-
-
-def _zeros_padding(padding_mode):
-    check_padding_mode(padding_mode)
-    return padding_mode == "zeros"
 
 
 def _pixels(t):
@@ -126,19 +140,10 @@ class _ImageGrad:
         else:
             self.keys = self.contrib = None
 
-    def args(self, name, prefix):
-        """Kernel arguments: the buffers (a null stand-in where unused) and strides."""
-        nothing = _unrequested(self.like)
-        return {
-            name: self.acc if self.needed else nothing,
-            "keys": self.keys if self.deterministic else nothing,
-            "contrib": self.contrib if self.deterministic else nothing,
-            "contrib_stride": _pixels(self.like) * self.like.shape[1],
-            **_strides(self.acc if self.needed else self.like, prefix),
-        }
-
-    def contrib_size(self):
-        return 4 * _pixels(self.like) * self.like.shape[1] if self.deterministic else 0
+    def args(self):
+        """The kernel arguments of the deterministic path (None where unused)."""
+        return dict(keys=self.keys, contrib=self.contrib, contrib_stride=_pixels(self.like) * self.like.shape[1],
+                    DETERMINISTIC=self.deterministic)
 
     def plan_gather(self):
         """Deterministic mode: sorts the keys (stably, so equal keys keep the order of the outputs that sent
@@ -148,142 +153,106 @@ class _ImageGrad:
         pixels = torch.arange(n, dtype=torch.int64, device=self.like.device)
         starts = torch.searchsorted(sorted_keys, pixels)
         ends = torch.searchsorted(sorted_keys, pixels, right=True)
-        B, C, H, W = self.like.shape
-        block_p, block_c = _blocks(n, C)
-        args = dict(acc=self.acc, order=order, starts=starts, ends=ends, contrib=self.contrib, n_pixels=n, C=C, H=H,
-                    W=W, **_strides(self.acc, "a"), INT64=_needs_int64(self.acc, extra=4 * n * C + n),
-                    BLOCK_P=block_p, BLOCK_C=block_c)
-        return Launch(kernels.gather_sum_kernel, (triton.cdiv(n, block_p),), args)
+        return _plan(kernels.gather_sum_kernel, self.like, dict(acc=self.acc), order=order, starts=starts,
+                     ends=ends, contrib=self.contrib)
 
     def finish(self):
         if not self.needed:
-            return self.like.new_empty((0,))
+            return _unrequested(self.like)
         if self.deterministic and self.like.numel() > 0:
             self.plan_gather().run()
         return self.acc if self.acc.dtype == self.like.dtype else self.acc.to(self.like.dtype)
 
 
 def _unrequested(like):
-    """An unrequested gradient, returned as an empty tensor, and what a kernel gets for a buffer it must not
-    touch (its NEED_* is off): no elements, never a view of an input, so a missing guard cannot overwrite the
-    caller's tensor."""
+    """An unrequested gradient, returned as an empty tensor; also the stand-in for unused kernel buffers."""
     return like.new_empty((0,))
 
 
-def _grad_args(grad, like, name, prefix, strides=_strides):
-    """A gradient's kernel arguments: the buffer, or the null stand-in (with the strides of `like`)."""
-    return {name: _unrequested(like) if grad is None else grad, **strides(like if grad is None else grad, prefix)}
+def _backward(plan, head, tensors, output_mask, deterministic, sampling):
+    """An op's gradients, by one launch of plan(head, *tensors, image gradient, *other gradients, sampling): the
+    image's (tensors[0]) an _ImageGrad, the others fresh tensors like their inputs (never an input's memory,
+    which may be expanded); an empty tensor for each gradient output_mask does not request."""
+    image_grad = _ImageGrad(tensors[0], output_mask[0], deterministic)
+    others = [torch.empty_like(t) if needed else None for t, needed in zip(tensors[1:], output_mask[1:])]
+    requested = [g for g in others if g is not None]
+    if tensors[0].numel() > 0 and (image_grad.needed or requested):
+        plan(head, *tensors, image_grad, *others, sampling).run()
+    else:
+        for g in requested:
+            g.zero_()
+    return (image_grad.finish(), *(_unrequested(t) if g is None else g for g, t in zip(others, tensors[1:])))
 
 
 # ---------------------------------------------------------------------------------------------- flow_warp
 
 
-def plan_flow_warp_forward(img, flow, out, padding_mode):
-    n = _pixels(img)
-    common, grid = _common(img, n, _zeros_padding(padding_mode), _needs_int64(img, flow, out))
-    args = dict(img=img, flow=flow, out=out, **common, **_strides(img, "img"), **_strides(flow, "flow"),
-                **_strides(out, "out"))
-    return Launch(kernels.flow_warp_forward_kernel, grid, args)
+def plan_flow_warp_forward(img, flow, out, sampling):
+    return _op_plan(kernels.flow_warp_forward_kernel, img, sampling, dict(img=img, flow=flow, out=out))
 
 
-def flow_warp(img, flow, padding_mode):
-    _check(img, "img", flow)
+def flow_warp(img, flow, padding_mode, mode, align_corners):
+    options = sampling_constexprs(padding_mode, mode, align_corners)
+    _check(FLOW_WARP, (img, flow))
     out = torch.empty_like(img)
     if out.numel() > 0:
-        plan_flow_warp_forward(img, flow, out, padding_mode).run()
+        plan_flow_warp_forward(img, flow, out, options).run()
     return out
 
 
-def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, padding_mode):
+def plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, sampling):
     """grad_img is an _ImageGrad; grad_flow a tensor like flow, or None."""
-    n = _pixels(img)
-    int64 = _needs_int64(grad_out, img, flow, extra=grad_img.contrib_size())
-    common, grid = _common(img, n, _zeros_padding(padding_mode), int64)
-    args = dict(grad_out=grad_out, img=img, flow=flow, **_grad_args(grad_flow, flow, "grad_flow", "gf"),
-                **grad_img.args("grad_img", "gi"), **common,
-                **_strides(grad_out, "go"), **_strides(img, "img"), **_strides(flow, "flow"),
-                NEED_IMG=grad_img.needed, NEED_FLOW=grad_flow is not None, DETERMINISTIC=grad_img.deterministic)
-    return Launch(kernels.flow_warp_backward_kernel, grid, args)
+    images = dict(grad_out=grad_out, img=img, flow=flow, grad_img=grad_img.acc, grad_flow=grad_flow)
+    return _op_plan(kernels.flow_warp_backward_kernel, img, sampling, images, **grad_img.args(),
+                    NEED_IMG=grad_img.needed, NEED_FLOW=grad_flow is not None)
 
 
-def flow_warp_backward(grad_out, img, flow, padding_mode, output_mask, deterministic):
-    _check(img, "img", flow, grad_out=grad_out)
-    need_img, need_flow = output_mask
-    grad_img = _ImageGrad(img, need_img, deterministic)
-    grad_flow = torch.empty_like(flow) if need_flow else None
-    if img.numel() > 0 and (need_img or need_flow):
-        plan_flow_warp_backward(grad_out, img, flow, grad_img, grad_flow, padding_mode).run()
-    elif need_flow:
-        grad_flow.zero_()
-    return grad_img.finish(), grad_flow if need_flow else _unrequested(flow)
+def flow_warp_backward(grad_out, img, flow, padding_mode, mode, align_corners, output_mask, deterministic):
+    options = sampling_constexprs(padding_mode, mode, align_corners)
+    _check(FLOW_WARP, (img, flow), grad_out)
+    return _backward(plan_flow_warp_backward, grad_out, (img, flow), output_mask, deterministic, options)
 
 
 # --------------------------------------------------------------------------------------------- warp_blend
 
 
-def plan_warp_blend_forward(prev, flow, raw, weight, out, padding_mode):
-    n = _pixels(prev)
-    common, grid = _common(prev, n, _zeros_padding(padding_mode), _needs_int64(prev, flow, raw, weight, out))
-    args = dict(prev=prev, flow=flow, raw=raw, weight=weight, out=out, **common, **_strides(prev, "prev"),
-                **_strides(flow, "flow"), **_strides(raw, "raw"), **_strides3(weight, "w"), **_strides(out, "out"))
-    return Launch(kernels.warp_blend_forward_kernel, grid, args)
+def plan_warp_blend_forward(prev, flow, raw, weight, out, sampling):
+    images = dict(prev=prev, flow=flow, raw=raw, weight=weight, out=out)
+    return _op_plan(kernels.warp_blend_forward_kernel, prev, sampling, images)
 
 
-def warp_blend(prev, flow, raw, weight, padding_mode):
-    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))])
+def warp_blend(prev, flow, raw, weight, padding_mode, mode, align_corners):
+    options = sampling_constexprs(padding_mode, mode, align_corners)
+    _check(WARP_BLEND, (prev, flow, raw, weight))
     out = torch.empty_like(raw)
     if out.numel() > 0:
-        plan_warp_blend_forward(prev, flow, raw, weight, out, padding_mode).run()
+        plan_warp_blend_forward(prev, flow, raw, weight, out, options).run()
     return out
 
 
 def plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_flow, grad_raw, grad_weight,
-                             padding_mode):
-    n = _pixels(prev)
-    int64 = _needs_int64(grad_out, prev, flow, raw, weight, extra=grad_prev.contrib_size())
-    common, grid = _common(prev, n, _zeros_padding(padding_mode), int64)
-    args = dict(grad_out=grad_out, prev=prev, flow=flow, raw=raw, weight=weight,
-                **_grad_args(grad_flow, flow, "grad_flow", "gf"), **_grad_args(grad_raw, raw, "grad_raw", "gr"),
-                **_grad_args(grad_weight, weight, "grad_weight", "gw", _strides3),
-                **grad_prev.args("grad_prev", "gp"), **common,
-                **_strides(grad_out, "go"), **_strides(prev, "prev"), **_strides(flow, "flow"), **_strides(raw, "raw"),
-                **_strides3(weight, "w"),
-                NEED_PREV=grad_prev.needed, NEED_FLOW=grad_flow is not None, NEED_RAW=grad_raw is not None,
-                NEED_WEIGHT=grad_weight is not None, DETERMINISTIC=grad_prev.deterministic)
-    return Launch(kernels.warp_blend_backward_kernel, grid, args)
+                             sampling):
+    images = dict(grad_out=grad_out, prev=prev, flow=flow, raw=raw, weight=weight, grad_prev=grad_prev.acc,
+                  grad_flow=grad_flow, grad_raw=grad_raw, grad_weight=grad_weight)
+    return _op_plan(kernels.warp_blend_backward_kernel, prev, sampling, images, **grad_prev.args(),
+                    NEED_PREV=grad_prev.needed, NEED_FLOW=grad_flow is not None, NEED_RAW=grad_raw is not None,
+                    NEED_WEIGHT=grad_weight is not None)
 
 
-def warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, output_mask, deterministic):
-    _check(prev, "prev", flow, [(raw, "raw", None), (weight, "weight", (1,))], grad_out=grad_out)
-    need_prev, need_flow, need_raw, need_weight = output_mask
-    grad_prev = _ImageGrad(prev, need_prev, deterministic)
-    grad_flow = torch.empty_like(flow) if need_flow else None
-    grad_raw = torch.empty_like(raw) if need_raw else None
-    grad_weight = torch.empty_like(weight) if need_weight else None
-    others = [g for g in (grad_flow, grad_raw, grad_weight) if g is not None]
-    if prev.numel() > 0 and (need_prev or others):
-        plan_warp_blend_backward(grad_out, prev, flow, raw, weight, grad_prev, grad_flow, grad_raw, grad_weight,
-                                 padding_mode).run()
-    else:
-        for g in others:
-            g.zero_()
-    return (
-        grad_prev.finish(),
-        grad_flow if need_flow else _unrequested(flow),
-        grad_raw if need_raw else _unrequested(raw),
-        grad_weight if need_weight else _unrequested(weight),
-    )
+def warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, mode, align_corners, output_mask,
+                        deterministic):
+    options = sampling_constexprs(padding_mode, mode, align_corners)
+    tensors = (prev, flow, raw, weight)
+    _check(WARP_BLEND, tensors, grad_out)
+    return _backward(plan_warp_blend_backward, grad_out, tensors, output_mask, deterministic, options)
 
 
 # ----------------------------------------------------------------------------------------- masked_warp_l1
 
 
-def plan_masked_warp_l1_forward(src, flow, target, mask, partials, padding_mode):
-    n = _pixels(src)
-    common, grid = _common(src, n, _zeros_padding(padding_mode), _needs_int64(src, flow, target, mask))
-    args = dict(src=src, flow=flow, target=target, mask=mask, partials=partials, **common, **_strides(src, "src"),
-                **_strides(flow, "flow"), **_strides(target, "t"), **_strides(mask, "m"))
-    return Launch(kernels.masked_warp_l1_forward_kernel, grid, args)
+def plan_masked_warp_l1_forward(src, flow, target, mask, partials, sampling):
+    images = dict(src=src, flow=flow, target=target, mask=mask)
+    return _op_plan(kernels.masked_warp_l1_forward_kernel, src, sampling, images, partials=partials)
 
 
 def masked_warp_l1_partials(src, n):
@@ -292,52 +261,30 @@ def masked_warp_l1_partials(src, n):
     return torch.empty(triton.cdiv(n, block_p), dtype=_acc_dtype(src), device=src.device)
 
 
-def masked_warp_l1(src, flow, target, mask, padding_mode):
-    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
+def masked_warp_l1(src, flow, target, mask, padding_mode, mode, align_corners):
+    options = sampling_constexprs(padding_mode, mode, align_corners)
+    _check(MASKED_WARP_L1, (src, flow, target, mask))
     if src.numel() == 0:
         return torch.full((), float("nan"), dtype=src.dtype, device=src.device)  # the mean of nothing
     partials = masked_warp_l1_partials(src, _pixels(src))
-    plan_masked_warp_l1_forward(src, flow, target, mask, partials, padding_mode).run()
+    plan_masked_warp_l1_forward(src, flow, target, mask, partials, options).run()
     return (partials.sum(dtype=torch.float64) / src.numel()).to(src.dtype)
 
 
 def plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_flow, grad_target, grad_mask,
-                                 padding_mode):
-    n = _pixels(src)
-    int64 = _needs_int64(src, flow, target, mask, extra=grad_src.contrib_size())
-    common, grid = _common(src, n, _zeros_padding(padding_mode), int64)
-    args = dict(scale=scale, src=src, flow=flow, target=target, mask=mask,
-                **_grad_args(grad_flow, flow, "grad_flow", "gf"), **_grad_args(grad_target, target, "grad_target", "gt"),
-                **_grad_args(grad_mask, mask, "grad_mask", "gm"), **grad_src.args("grad_src", "gs"), **common,
-                **_strides(src, "src"), **_strides(flow, "flow"), **_strides(target, "t"), **_strides(mask, "m"),
-                NEED_SRC=grad_src.needed, NEED_FLOW=grad_flow is not None, NEED_TARGET=grad_target is not None,
-                NEED_MASK=grad_mask is not None, MASK_PER_CHANNEL=mask.shape[1] != 1 or src.shape[1] == 1,
-                DETERMINISTIC=grad_src.deterministic)
-    return Launch(kernels.masked_warp_l1_backward_kernel, grid, args)
+                                 sampling):
+    images = dict(src=src, flow=flow, target=target, mask=mask, grad_src=grad_src.acc, grad_flow=grad_flow,
+                  grad_target=grad_target, grad_mask=grad_mask)
+    return _op_plan(kernels.masked_warp_l1_backward_kernel, src, sampling, images, scale=scale, **grad_src.args(),
+                    NEED_SRC=grad_src.needed, NEED_FLOW=grad_flow is not None, NEED_TARGET=grad_target is not None,
+                    NEED_MASK=grad_mask is not None, MASK_PER_CHANNEL=mask.shape[1] != 1 or src.shape[1] == 1)
 
 
-def masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, output_mask, deterministic):
-    _check(src, "src", flow, [(target, "target", None), (mask, "mask", (1, src.shape[1]))])
-    if grad_out.numel() != 1 or grad_out.device != src.device:
-        raise ValueError(f"grad_out of masked_warp_l1 must be a scalar on {src.device}, got shape "
-                         f"{tuple(grad_out.shape)} on {grad_out.device}")
-    need_src, need_flow, need_target, need_mask = output_mask
-    grad_src = _ImageGrad(src, need_src, deterministic)
-    grad_flow = torch.empty_like(flow) if need_flow else None
-    grad_target = torch.empty_like(target) if need_target else None
-    grad_mask = torch.empty_like(mask) if need_mask else None
-    others = [g for g in (grad_flow, grad_target, grad_mask) if g is not None]
-    if src.numel() > 0 and (need_src or others):
-        # d(mean)/d(element), on the device: no host synchronisation.
-        scale = (grad_out.reshape(1).to(_acc_dtype(src)) / src.numel()).contiguous()
-        plan_masked_warp_l1_backward(scale, src, flow, target, mask, grad_src, grad_flow, grad_target, grad_mask,
-                                     padding_mode).run()
-    else:
-        for g in others:
-            g.zero_()
-    return (
-        grad_src.finish(),
-        grad_flow if need_flow else _unrequested(flow),
-        grad_target if need_target else _unrequested(target),
-        grad_mask if need_mask else _unrequested(mask),
-    )
+def masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, mode, align_corners, output_mask,
+                            deterministic):
+    options = sampling_constexprs(padding_mode, mode, align_corners)
+    tensors = (src, flow, target, mask)
+    _check(MASKED_WARP_L1, tensors, grad_out)
+    # d(mean)/d(element), on the device: no host synchronisation. (An empty src launches nothing.)
+    scale = (grad_out.reshape(1).to(_acc_dtype(src)) / max(src.numel(), 1)).contiguous()
+    return _backward(plan_masked_warp_l1_backward, scale, tensors, output_mask, deterministic, options)

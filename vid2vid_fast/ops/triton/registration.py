@@ -1,7 +1,7 @@
 """torch.library ops for the Triton backend, namespace vid2vid_fast_triton, with the schemas of the
-extension's ops (vid2vid_fast::*): op(tensors..., str padding_mode) and
-op_backward(grad_out, tensors..., padding_mode, bool[] output_mask) -> one gradient per input, empty where
-the mask says it is not needed.
+extension's ops (vid2vid_fast::*): op(tensors..., str padding_mode, str mode, bool align_corners) and
+op_backward(grad_out, tensors..., padding_mode, mode, align_corners, bool[] output_mask) -> one gradient per
+input, empty where the mask says it is not needed.
 
 They are torch.library.custom_op functions with fake implementations and autograd, so
 torch.compile(fullgraph=True) treats them as opaque calls (no graph break, on CPU under the interpreter
@@ -15,10 +15,9 @@ the image gradient is then written as per-corner contributions and summed in a f
 scattered with atomics. The flag is read when the backward runs, not when it is traced.
 """
 
-from typing import List, Tuple
-
 import torch
-from torch import Tensor
+
+from ..spec import OPS
 
 NAMESPACE = "vid2vid_fast_triton"
 
@@ -33,76 +32,48 @@ def _deterministic():
     return torch.are_deterministic_algorithms_enabled()
 
 
-@torch.library.custom_op(f"{NAMESPACE}::flow_warp", mutates_args=())
-def flow_warp(img: Tensor, flow: Tensor, padding_mode: str) -> Tensor:
-    return _launch().flow_warp(img, flow, padding_mode)
+def _arguments(schema):
+    """The schema without the op's name, as custom_op takes it: "(Tensor img, ...) -> Tensor"."""
+    return schema[schema.index("("):]
 
 
-@torch.library.custom_op(f"{NAMESPACE}::flow_warp_backward", mutates_args=())
-def flow_warp_backward(
-    grad_out: Tensor, img: Tensor, flow: Tensor, padding_mode: str, output_mask: List[bool]
-) -> Tuple[Tensor, Tensor]:
-    return _launch().flow_warp_backward(grad_out, img, flow, padding_mode, output_mask, _deterministic())
+def _define(spec):
+    """The op and its _backward companion, with the schemas, fakes and autograd ops/spec.py describes; the
+    kernels are launch.py's function of the same name."""
+    n = len(spec.inputs)
 
+    def forward_impl(*args):
+        return getattr(_launch(), spec.name)(*args)
 
-@torch.library.custom_op(f"{NAMESPACE}::warp_blend", mutates_args=())
-def warp_blend(prev: Tensor, flow: Tensor, raw: Tensor, weight: Tensor, padding_mode: str) -> Tensor:
-    return _launch().warp_blend(prev, flow, raw, weight, padding_mode)
+    def backward_impl(*args):
+        return getattr(_launch(), f"{spec.name}_backward")(*args, _deterministic())
 
-
-@torch.library.custom_op(f"{NAMESPACE}::warp_blend_backward", mutates_args=())
-def warp_blend_backward(
-    grad_out: Tensor, prev: Tensor, flow: Tensor, raw: Tensor, weight: Tensor, padding_mode: str,
-    output_mask: List[bool],
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _launch().warp_blend_backward(grad_out, prev, flow, raw, weight, padding_mode, output_mask,
-                                         _deterministic())
-
-
-@torch.library.custom_op(f"{NAMESPACE}::masked_warp_l1", mutates_args=())
-def masked_warp_l1(src: Tensor, flow: Tensor, target: Tensor, mask: Tensor, padding_mode: str) -> Tensor:
-    return _launch().masked_warp_l1(src, flow, target, mask, padding_mode)
-
-
-@torch.library.custom_op(f"{NAMESPACE}::masked_warp_l1_backward", mutates_args=())
-def masked_warp_l1_backward(
-    grad_out: Tensor, src: Tensor, flow: Tensor, target: Tensor, mask: Tensor, padding_mode: str,
-    output_mask: List[bool],
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    return _launch().masked_warp_l1_backward(grad_out, src, flow, target, mask, padding_mode, output_mask,
-                                             _deterministic())
-
-
-def _register(name, forward, backward_op, n_inputs, forward_fake):
-    forward.register_fake(forward_fake)
-
-    @backward_op.register_fake
-    def _(grad_out, *args):
-        inputs, mask = args[:n_inputs], args[-1]
-        return tuple(torch.empty_like(t) if needed else t.new_empty((0,)) for t, needed in zip(inputs, mask))
+    forward = torch.library.custom_op(f"{NAMESPACE}::{spec.name}", forward_impl, mutates_args=(),
+                                      schema=_arguments(spec.schema()))
+    backward_op = torch.library.custom_op(f"{NAMESPACE}::{spec.name}_backward", backward_impl, mutates_args=(),
+                                          schema=_arguments(spec.backward_schema()))
+    forward.register_fake(lambda *args: spec.fake_output(*args[:n]))
+    backward_op.register_fake(lambda grad_out, *args: spec.fake_gradients(*args[:n], output_mask=args[-1]))
 
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:n_inputs])
-        ctx.padding_mode = inputs[n_inputs]
+        ctx.save_for_backward(*inputs[:n])
+        ctx.sampling = inputs[n:]
 
     def backward(ctx, grad_out):
-        mask = list(ctx.needs_input_grad[:n_inputs])
-        grads = backward_op(grad_out, *ctx.saved_tensors, ctx.padding_mode, mask)
-        return (*(g if needed else None for g, needed in zip(grads, mask)), None)
+        mask = list(ctx.needs_input_grad[:n])
+        grads = backward_op(grad_out, *ctx.saved_tensors, *ctx.sampling, mask)
+        return (*(g if needed else None for g, needed in zip(grads, mask)), *(None,) * len(ctx.sampling))
 
     forward.register_autograd(backward, setup_context=setup_context)
 
     def double_backward(ctx, *grads):
         raise RuntimeError(
-            f"double backward of {NAMESPACE}::{name}_backward is not supported: the ops have first "
+            f"double backward of {NAMESPACE}::{spec.name}_backward is not supported: the ops have first "
             f'derivatives only (use the reference backend, backend="reference", for higher-order gradients)'
         )
 
     backward_op.register_autograd(double_backward)
 
 
-_register("flow_warp", flow_warp, flow_warp_backward, 2, lambda img, flow, padding_mode: torch.empty_like(img))
-_register("warp_blend", warp_blend, warp_blend_backward, 4,
-          lambda prev, flow, raw, weight, padding_mode: torch.empty_like(raw))
-_register("masked_warp_l1", masked_warp_l1, masked_warp_l1_backward, 4,
-          lambda src, flow, target, mask, padding_mode: src.new_empty(()))
+for _spec in OPS.values():
+    _define(_spec)
