@@ -146,7 +146,7 @@ def masked_warp_l1_inputs(shape, dtype, device, layout, sampling=DEFAULT_SAMPLIN
     # |x| has a kink at 0 where the float64 reference and a kernel may legitimately pick different signs;
     # keep every target clear of the warped value (with this sampling and with border padding, which
     # tests calling with another padding use), as gradcheck keeps clear of kinks.
-    near = torch.zeros(target.shape, dtype=torch.bool, device=device)
+    near = torch.zeros_like(target, dtype=torch.bool)  # keeps the layout of target
     for s in {sampling, DEFAULT_SAMPLING, Sampling("zeros")}:
         warped = reference.flow_warp(src.double(), flow.double(), **s.keywords()) if src.numel() else src.double()
         near |= (target.double() - warped).abs() < 0.05
