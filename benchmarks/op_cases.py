@@ -100,5 +100,19 @@ def make_step(op, impl, pass_, inputs, backend, sampling=DEFAULT_SAMPLING):
     return forward_backward
 
 
+def forward_error(got, want):
+    """The largest difference of got from want, relative to want's largest magnitude."""
+    got, want = got.detach().double(), want.detach().double()
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+
+
+def exact_forward(op, sampling, inputs):
+    """What op computes on `inputs` (cast to float32): the reference backend, which hands grid_sample exact
+    positions. (The eager chain rounds its normalised grid, which under nearest sampling picks the other pixel
+    wherever a position is a half-integer, as low-precision flows often are.)"""
+    with torch.no_grad():
+        return bind(op, "fused", sampling, "reference")(*[t.float() for t in inputs])
+
+
 def shape_name(shape):
     return "x".join(map(str, shape))

@@ -105,4 +105,4 @@ def test_sanitizer_driver_runs_every_op_on_hostile_flows():
                           cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "driver: 96 forward+backward calls on cpu, 0 unexpected errors" in proc.stdout
+    assert "driver: 576 forward+backward calls on cpu, 0 unexpected errors" in proc.stdout
