@@ -97,7 +97,7 @@ def check_agreement(op, shape, sampling, inputs, backend):
     with torch.no_grad():
         outputs = {impl: bind(op, impl, sampling, backend)(*inputs) for impl in ("fused", "reference")}
     for impl, out in outputs.items():
-        error = forward_error(out, exact)
+        error = forward_error(out, exact, sampling)
         if not error <= 1e-4 and not (impl == "reference" and sampling.mode == "nearest"):
             sys.exit(f"error: {op} {shape_name(shape)} {sampling}: the {impl} output differs from the op's "
                      f"(relative error {error:.3g})")
