@@ -129,6 +129,9 @@ template <typename acc_t, typename index_t, typename scalar_t, typename Prepare,
 Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampling, bool image_grad, bool flow_grad,
                           GroupValues values, const Prepare& prepare, const After& after, const Done& done) {
   const int64_t C = img.size(1);
+  // Nearest sampling's flow gradient is 0 (its derivative is 0 even where the image is not finite, as
+  // grid_sample's): the sums stay zero, and the kernels need not sample for it.
+  flow_grad = flow_grad && !sampling.nearest;
   Tensor acc;
   std::vector<Tensor> private_buffers;
   float* blocks = nullptr;
