@@ -143,7 +143,7 @@ Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampli
     const int64_t gradients =
         image_grad ? 1 + backward_row_chunks(layout.batch, layout.height, layout.width, C).private_buffers() : 0;
     workspace = block_workspace((1 + gradients) * layout.floats());
-    to_blocks<BlockKernels>(layout, img, workspace, gradients);
+    to_blocks<BlockKernels>(layout, img, workspace, gradients, flow_grad || values != GroupValues::kNone);
     blocks = layout.buffer(workspace, BlockLayout::kCopy);
     if (image_grad) acc = layout.buffer_tensor(workspace, BlockLayout::kGradient, img);
     for (int64_t k = BlockLayout::kGradient + 1; k <= gradients; ++k) private_buffers.push_back(layout.buffer_tensor(workspace, k, img));

@@ -103,11 +103,13 @@ struct alignas(64) TileSamples {
     grad_offsets_differ = with_grads && (gsy != sy || gsx != sx);
     nearest = sampling.nearest;
     // Constant options and flags inside the loop, so that no control flow is left to stop vectorization.
+    // Nearest's derivatives are 0 and never read (backward_by_groups skips its flow gradient): not stored.
     with_constant_sampling(sampling, [&](auto kSampling) {
       constexpr Sampling k = decltype(kSampling)::value;
+      constexpr bool kDerivs = !k.nearest;
       if (!with_grads) return fill_tile<k, false, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      if (!grad_offsets_differ) return fill_tile<k, true, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      fill_tile<k, true, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      if (!grad_offsets_differ) return fill_tile<k, kDerivs, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      fill_tile<k, kDerivs, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
     });
     // Vector code reads whole vectors: the rest of the last one samples pixel (0, 0) with weight 0.
     for (int64_t x = n; x < div_up(n, 16) * 16; ++x) {
