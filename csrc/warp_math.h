@@ -157,8 +157,10 @@ V2V_HOST_DEVICE AxisCoordinate<acc_t> axis_coordinate(acc_t pos, int32_t size, S
   if (opt.padding == Padding::kReflection) {
     // Reflected about low and low + span (pixel centres 0 and size - 1 with align_corners, else the image's
     // edges -0.5 and size - 0.5) as grid_sample reflects: |u - low| (a reflection about low), modulo the
-    // period 2 * span (exact: a reduced flow keeps it below three periods), folded back from the far half;
-    // each reflection flips the derivative's sign. For size 1 with align_corners the period is 0: u is 0.
+    // period 2 * span, folded back from the far half; each reflection flips the derivative's sign. For
+    // size 1 with align_corners the period is 0: u is 0. sample_at reduces the flow first (reduce_flow), so
+    // |u - low| is below 1.5 periods (x + dx lies in (-2 (size - 1), 3 (size - 1))): the modulo is at most
+    // one subtraction of the period, exact (Sterbenz) and so fmod's result, without a division.
     const acc_t low = opt.align_corners ? acc_t(0) : acc_t(-0.5);
     const acc_t span = opt.align_corners ? last : static_cast<acc_t>(size);
     const acc_t period = acc_t(2) * span;
@@ -166,7 +168,8 @@ V2V_HOST_DEVICE AxisCoordinate<acc_t> axis_coordinate(acc_t pos, int32_t size, S
     const acc_t v = u - low;
     const acc_t below = static_cast<acc_t>(v < acc_t(0));
     const acc_t has_period = static_cast<acc_t>(period > acc_t(0));
-    const acc_t r = has_period * fmod_by_division(v * (acc_t(1) - acc_t(2) * below), period + (acc_t(1) - has_period));
+    const acc_t magnitude = v * (acc_t(1) - acc_t(2) * below);
+    const acc_t r = has_period * (magnitude - period * static_cast<acc_t>(magnitude >= period));
     const acc_t back = static_cast<acc_t>(r > span);
     u = low + (back != acc_t(0) ? period - r : r);
     du = du * (acc_t(1) - acc_t(2) * below) * (acc_t(1) - acc_t(2) * back);

@@ -90,15 +90,17 @@ void for_each_block_row(const BlockLayout& l, const F& f) {
                    });
 }
 
-// Writes img into the workspace's copy (BlockLayout::kCopy), and zeroes the `zeroed` buffers after it, row
-// by row in the same pass. Kernels::pack_row(dst, channel rows, channels, W) packs rows of unit stride.
+// Writes img into the workspace's copy (BlockLayout::kCopy) unless `copy` is false (a backward that never
+// reads the image: nearest's image gradient alone), and zeroes the `zeroed` buffers after it, row by row in
+// the same pass. Kernels::pack_row(dst, channel rows, channels, W) packs rows of unit stride.
 template <typename Kernels>
-void to_blocks(const BlockLayout& l, const Tensor& img, float* workspace, int64_t zeroed) {
+void to_blocks(const BlockLayout& l, const Tensor& img, float* workspace, int64_t zeroed, bool copy = true) {
   const auto in = strided4<const float, int64_t>(img);
   const int64_t W = l.width;
   for_each_block_row(l, [&](int64_t r, const BlockLayout::Row& row) {
     float* d = l.row_data(l.buffer(workspace, BlockLayout::kCopy), r);
     for (int64_t z = 1; z <= zeroed; ++z) std::fill(d + z * l.floats(), d + z * l.floats() + kBlockChannels * W, 0.0f);
+    if (!copy) return;
     if (in.sx == 1) {
       const float* channel_rows[kBlockChannels] = {};
       for (int64_t k = 0; k < row.channels; ++k) channel_rows[k] = &in(row.b, row.c0 + k, row.y, 0);

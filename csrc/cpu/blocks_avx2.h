@@ -76,6 +76,7 @@ struct BlockKernels {
   // load each. The image gradient is added 16 pixels at a time, in the order of blocks_avx512.h.
   static V2V_NOINLINE void sample(TileSamples<float, int32_t>& t, const float* block, int64_t channels,
                                   const BlockWork& work) {
+    if (t.nearest) return sample_nearest(t, block, channels, work);
     const int64_t row = 4 * static_cast<int64_t>(t.step_y);
     const __m256 nan = _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN());
     const bool grads = work.flow_grad || work.scatter != nullptr;
@@ -163,6 +164,53 @@ struct BlockKernels {
             float* d = work.scatter + 4 * static_cast<int64_t>(t.off[x + i]);
             _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_load_ps(top_add[i])));
             _mm256_storeu_ps(d + row, _mm256_add_ps(_mm256_loadu_ps(d + row), _mm256_load_ps(bottom_add[i])));
+          }
+        }
+      }
+    }
+  }
+
+  // BlockWork for nearest sampling, 8 pixels at a time: a pixel's weight sits on one corner of its pairs, so
+  // its four channels are one 16-byte load and its image gradient one 16-byte add. (Its flow gradient is 0:
+  // backward_by_groups never asks for it, and the sums are left as they are.)
+  static V2V_NOINLINE void sample_nearest(TileSamples<float, int32_t>& t, const float* block, int64_t channels,
+                                          const BlockWork& work) {
+    const __m256 nan = _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), zero = _mm256_setzero_ps();
+    const __m256i step_x = _mm256_set1_epi32(t.step_x), step_y = _mm256_set1_epi32(t.step_y);
+    for (int64_t x = 0; x < t.n; x += 8) {
+      const __m256 valid = valid_lanes(t.valid + x);
+      const __m256 xw1 = _mm256_load_ps(t.weight[1] + x), yw1 = _mm256_load_ps(t.weight[3] + x);
+      // The pixel's weight (0 where invalid, or outside with zeros padding) and its corner of the pairs.
+      const __m256 w = _mm256_and_ps(valid, _mm256_mul_ps(_mm256_add_ps(_mm256_load_ps(t.weight[0] + x), xw1),
+                                                          _mm256_add_ps(_mm256_load_ps(t.weight[2] + x), yw1)));
+      const __m256i right = _mm256_castps_si256(_mm256_cmp_ps(xw1, zero, _CMP_NEQ_UQ));
+      const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(yw1, zero, _CMP_NEQ_UQ));
+      const __m256i pixel = _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(t.off + x)),
+                                             _mm256_add_epi32(_mm256_and_si256(right, step_x), _mm256_and_si256(below, step_y)));
+      alignas(32) int32_t at[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(at), pixel);
+      if (work.values) {
+        __m256 v[4];  // v[j]: pixel j in the low lane, j + 4 in the high one
+        for (int64_t j = 0; j < 4; ++j) {
+          v[j] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(block + 4 * static_cast<int64_t>(at[j]))),
+                                      _mm_loadu_ps(block + 4 * static_cast<int64_t>(at[j + 4])), 1);
+        }
+        transpose_in_lanes(v);  // v[k]: channel k
+        for (int64_t k = 0; k < 4; ++k) _mm256_store_ps(t.values[k] + x, _mm256_blendv_ps(nan, _mm256_mul_ps(v[k], w), valid));
+      }
+      if (work.scatter) {
+        __m256 g[4];
+        for (int64_t k = 0; k < 4; ++k) {
+          g[k] = k < channels ? _mm256_mul_ps(_mm256_and_ps(valid, _mm256_load_ps(t.grad[k] + x)), w) : zero;
+        }
+        transpose_in_lanes(g);  // g[j]: pixel j in the low lane, j + 4 in the high one
+        alignas(32) float add[4][8];
+        for (int64_t j = 0; j < 4; ++j) _mm256_store_ps(add[j], g[j]);
+        // Pixels four apart in turn, as sample's scatter: pixel j, then j + 4.
+        for (int64_t j = 0; j < 4; ++j) {
+          for (int64_t half = 0; half < 2; ++half) {
+            float* d = work.scatter + 4 * static_cast<int64_t>(at[j + 4 * half]);
+            _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_load_ps(add[j] + 4 * half)));
           }
         }
       }

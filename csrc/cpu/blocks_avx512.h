@@ -88,6 +88,7 @@ struct BlockKernels {
   // corner pairs are one load each.
   static V2V_NOINLINE void sample(TileSamples<float, int32_t>& t, const float* block, int64_t channels,
                                   const BlockWork& work) {
+    if (t.nearest) return sample_nearest(t, block, channels, work);
     const int64_t row = 4 * static_cast<int64_t>(t.step_y);
     const __m512 nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
     const bool grads = work.flow_grad || work.scatter != nullptr;
@@ -175,6 +176,55 @@ struct BlockKernels {
             float* d = work.scatter + 4 * static_cast<int64_t>(t.off[x + i]);
             _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_load_ps(top_add[i])));
             _mm256_storeu_ps(d + row, _mm256_add_ps(_mm256_loadu_ps(d + row), _mm256_load_ps(bottom_add[i])));
+          }
+        }
+      }
+    }
+  }
+
+  // BlockWork for nearest sampling, 16 pixels at a time: a pixel's weight sits on one corner of its pairs,
+  // so its four channels are one 16-byte load and its image gradient one 16-byte add. (Its flow gradient is
+  // 0: backward_by_groups never asks for it, and the sums are left as they are.)
+  static V2V_NOINLINE void sample_nearest(TileSamples<float, int32_t>& t, const float* block, int64_t channels,
+                                          const BlockWork& work) {
+    const __m512 nan = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()), zero = _mm512_setzero_ps();
+    const __m512i step_x = _mm512_set1_epi32(t.step_x), step_y = _mm512_set1_epi32(t.step_y);
+    for (int64_t x = 0; x < t.n; x += 16) {
+      const __mmask16 valid = _mm_test_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.valid + x)),
+                                                 _mm_set1_epi8(-1));
+      const __m512 xw1 = _mm512_load_ps(t.weight[1] + x), yw1 = _mm512_load_ps(t.weight[3] + x);
+      // The pixel's weight (0 where invalid, or outside with zeros padding) and its corner of the pairs.
+      const __m512 w = _mm512_maskz_mul_ps(valid, _mm512_add_ps(_mm512_load_ps(t.weight[0] + x), xw1),
+                                           _mm512_add_ps(_mm512_load_ps(t.weight[2] + x), yw1));
+      __m512i pixel = _mm512_load_si512(t.off + x);
+      pixel = _mm512_mask_add_epi32(pixel, _mm512_cmp_ps_mask(xw1, zero, _CMP_NEQ_UQ), pixel, step_x);
+      pixel = _mm512_mask_add_epi32(pixel, _mm512_cmp_ps_mask(yw1, zero, _CMP_NEQ_UQ), pixel, step_y);
+      alignas(64) int32_t at[16];
+      _mm512_store_si512(at, pixel);
+      if (work.values) {
+        __m512 v[4];  // v[j]: pixels 4j .. 4j + 3
+        for (int64_t j = 0; j < 4; ++j) {
+          const float* p = block + 4 * static_cast<int64_t>(at[4 * j]);
+          v[j] = _mm512_castps128_ps512(_mm_loadu_ps(p));
+          for (int64_t i = 1; i < 4; ++i) {
+            const __m128 pv = _mm_loadu_ps(block + 4 * static_cast<int64_t>(at[4 * j + i]));
+            v[j] = i == 1 ? _mm512_insertf32x4(v[j], pv, 1) : i == 2 ? _mm512_insertf32x4(v[j], pv, 2) : _mm512_insertf32x4(v[j], pv, 3);
+          }
+        }
+        pixels_to_channels(v);
+        for (int64_t k = 0; k < 4; ++k) _mm512_store_ps(t.values[k] + x, _mm512_mask_blend_ps(valid, nan, _mm512_mul_ps(v[k], w)));
+      }
+      if (work.scatter) {
+        __m512 g[4];
+        for (int64_t k = 0; k < 4; ++k) g[k] = k < channels ? _mm512_mul_ps(_mm512_maskz_load_ps(valid, t.grad[k] + x), w) : zero;
+        channels_to_pixels(g);
+        alignas(64) float add[16][4];
+        for (int64_t j = 0; j < 4; ++j) _mm512_store_ps(add[4 * j], g[j]);
+        // In the order of sample's scatter (pixels four apart in turn).
+        for (int64_t first = 0; first < 4; ++first) {
+          for (int64_t i = first; i < 16; i += 4) {
+            float* d = work.scatter + 4 * static_cast<int64_t>(at[i]);
+            _mm_storeu_ps(d, _mm_add_ps(_mm_loadu_ps(d), _mm_load_ps(add[i])));
           }
         }
       }

@@ -129,6 +129,9 @@ template <typename acc_t, typename index_t, typename scalar_t, typename Prepare,
 Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampling, bool image_grad, bool flow_grad,
                           GroupValues values, const Prepare& prepare, const After& after, const Done& done) {
   const int64_t C = img.size(1);
+  // Nearest sampling's flow gradient is 0 (its derivative is 0 even where the image is not finite, as
+  // grid_sample's): the sums stay zero, and the kernels need not sample for it.
+  flow_grad = flow_grad && !sampling.nearest;
   Tensor acc;
   std::vector<Tensor> private_buffers;
   float* blocks = nullptr;
@@ -140,7 +143,7 @@ Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampli
     const int64_t gradients =
         image_grad ? 1 + backward_row_chunks(layout.batch, layout.height, layout.width, C).private_buffers() : 0;
     workspace = block_workspace((1 + gradients) * layout.floats());
-    to_blocks<BlockKernels>(layout, img, workspace, gradients);
+    to_blocks<BlockKernels>(layout, img, workspace, gradients, flow_grad || values != GroupValues::kNone);
     blocks = layout.buffer(workspace, BlockLayout::kCopy);
     if (image_grad) acc = layout.buffer_tensor(workspace, BlockLayout::kGradient, img);
     for (int64_t k = BlockLayout::kGradient + 1; k <= gradients; ++k) private_buffers.push_back(layout.buffer_tensor(workspace, k, img));

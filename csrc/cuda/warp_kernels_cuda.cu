@@ -137,16 +137,28 @@ struct ImageGradSink {
   Strided4<acc_t, index_t> acc;  // null when the gradient is not requested
   acc_t* values = nullptr;       // deterministic path: 4 * n_pixels * C contributions...
   int64_t* targets = nullptr;    // ...and the storage offset within acc of each
+  bool nearest = false;          // mode "nearest": the gradient goes to one pixel (sample_axis's i0 of each axis)
 
   V2V_HOST_DEVICE void scatter(int64_t pixel, int64_t C, int64_t b, int64_t c, const Sample<acc_t>& s,
                                const CornerOffsets<index_t>& o, acc_t g) const {
     acc_t* plane = acc.plane(b, c);
+    const int64_t plane_offset = static_cast<int64_t>(plane - acc.data);
+    int64_t slot = (pixel * C + c) * 4;
+    if (nearest) {
+      // One add, not four of which three carry a weight of 0 (and would turn an infinite gradient into NaN).
+      const acc_t v = g * s.y.w0 * s.x.w0;
+      if (values == nullptr) {
+        atomicAdd(plane + o.o00, v);
+      } else {
+        values[slot] = v;
+        targets[slot] = plane_offset + static_cast<int64_t>(o.o00);
+      }
+      return;
+    }
     if (values == nullptr) {
       scatter_corners(s.x, s.y, o, g, [plane](index_t offset, acc_t v) { atomicAdd(plane + offset, v); });
       return;
     }
-    const int64_t plane_offset = static_cast<int64_t>(plane - acc.data);
-    int64_t slot = (pixel * C + c) * 4;
     scatter_corners(s.x, s.y, o, g, [&](index_t offset, acc_t v) {
       values[slot] = v;
       targets[slot] = plane_offset + static_cast<int64_t>(offset);
@@ -170,8 +182,9 @@ struct ImageGrad {
   }
 
   template <typename acc_t, typename index_t>
-  ImageGradSink<acc_t, index_t> sink() const {
+  ImageGradSink<acc_t, index_t> sink(Sampling sampling) const {
     ImageGradSink<acc_t, index_t> sink;
+    sink.nearest = sampling.nearest;
     sink.acc = strided4<acc_t, index_t>(acc);
     if (values.defined()) {
       sink.values = values.data_ptr<acc_t>();
@@ -274,7 +287,7 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cuda(const Tensor& grad_out, const
         launch_per_pixel(img, FlowWarpBackward<scalar_t, index_t>{
                                   pixels, strided4<const scalar_t, index_t>(grad_out),
                                   strided4<const scalar_t, index_t>(img), strided4<const scalar_t, index_t>(flow),
-                                  image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow), need[0],
+                                  image_grad.sink<acc_t, index_t>(sampling), strided4<scalar_t, index_t>(grad_flow), need[0],
                                   need[1], sampling});
       });
     }
@@ -378,7 +391,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cuda(const Tensor
                                    pixels, strided4<const scalar_t, index_t>(grad_out),
                                    strided4<const scalar_t, index_t>(prev), strided4<const scalar_t, index_t>(flow),
                                    strided4<const scalar_t, index_t>(raw), strided4<const scalar_t, index_t>(weight),
-                                   image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow),
+                                   image_grad.sink<acc_t, index_t>(sampling), strided4<scalar_t, index_t>(grad_flow),
                                    strided4<scalar_t, index_t>(grad_raw), strided4<scalar_t, index_t>(grad_weight),
                                    need[0], need[1], need[2], need[3], sampling});
       });
@@ -511,7 +524,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cuda(const Te
                                   pixels, grad_scalar.data_ptr<scalar_t>(), 1.0 / static_cast<double>(src.numel()),
                                   strided4<const scalar_t, index_t>(src), strided4<const scalar_t, index_t>(flow),
                                   strided4<const scalar_t, index_t>(target), strided4<const scalar_t, index_t>(mask),
-                                  image_grad.sink<acc_t, index_t>(), strided4<scalar_t, index_t>(grad_flow),
+                                  image_grad.sink<acc_t, index_t>(sampling), strided4<scalar_t, index_t>(grad_flow),
                                   strided4<scalar_t, index_t>(grad_target), strided4<scalar_t, index_t>(grad_mask),
                                   need[0], need[1], need[2], need[3], mask_per_channel, sampling});
       });
