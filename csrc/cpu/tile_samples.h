@@ -31,10 +31,11 @@ constexpr int64_t kTile = 128;
 // Channels whose image gradients are scattered together (TileSamples::scatter).
 constexpr int64_t kChannelGroup = 4;
 
-// A Sampling as a type (value: a constant expression).
-template <Sampling kSampling>
+// A Sampling as a type (value: a constant expression). Its fields are separate parameters: a class-type
+// template parameter needs C++20, and the extension also builds as C++17 (torch 2.11).
+template <Padding kPadding, bool kNearest, bool kAlignCorners>
 struct SamplingConstant {
-  static constexpr Sampling value = kSampling;
+  static constexpr Sampling value = {kPadding, kNearest, kAlignCorners};
 };
 
 // Calls f(SamplingConstant<s>{}): one instance of f per combination of the options, each with the options
@@ -44,8 +45,8 @@ void with_constant_sampling(Sampling s, const F& f) {
   const auto with_align_corners = [&](auto padding, auto nearest) {
     constexpr Padding p = decltype(padding)::value;
     constexpr bool n = decltype(nearest)::value;
-    if (s.align_corners) return f(SamplingConstant<Sampling{p, n, true}>{});
-    f(SamplingConstant<Sampling{p, n, false}>{});
+    if (s.align_corners) return f(SamplingConstant<p, n, true>{});
+    f(SamplingConstant<p, n, false>{});
   };
   const auto with_mode = [&](auto padding) {
     if (s.nearest) return with_align_corners(padding, std::true_type{});
@@ -105,11 +106,11 @@ struct alignas(64) TileSamples {
     // Constant options and flags inside the loop, so that no control flow is left to stop vectorization.
     // Nearest's derivatives are 0 and never read (backward_by_groups skips its flow gradient): not stored.
     with_constant_sampling(sampling, [&](auto kSampling) {
-      constexpr Sampling k = decltype(kSampling)::value;
-      constexpr bool kDerivs = !k.nearest;
-      if (!with_grads) return fill_tile<k, false, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      if (!grad_offsets_differ) return fill_tile<k, kDerivs, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      fill_tile<k, kDerivs, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      using K = decltype(kSampling);
+      constexpr bool kDerivs = !K::value.nearest;
+      if (!with_grads) return fill_tile<K, false, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      if (!grad_offsets_differ) return fill_tile<K, kDerivs, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      fill_tile<K, kDerivs, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
     });
     // Vector code reads whole vectors: the rest of the last one samples pixel (0, 0) with weight 0.
     for (int64_t x = n; x < div_up(n, 16) * 16; ++x) {
@@ -181,9 +182,10 @@ struct alignas(64) TileSamples {
   }
 
   // Kept out of line: inlined into a kernel's large loop nest, GCC stops vectorizing it.
-  template <Sampling kSampling, bool kGrads, bool kGradOffsets, typename scalar_t>
+  template <typename SamplingK, bool kGrads, bool kGradOffsets, typename scalar_t>
   V2V_NOINLINE void fill_tile(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t x0,
                               int64_t H, int64_t W, index_t sy, index_t sx, index_t gsy, index_t gsx) {
+    constexpr Sampling kSampling = SamplingK::value;
     const scalar_t* dx = &flow(b, 0, y, x0);
     const scalar_t* dy = &flow(b, 1, y, x0);
     const index_t fsx = flow.sx;
