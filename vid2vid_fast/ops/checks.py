@@ -12,20 +12,6 @@ def _check_float_4d(t, name):
         raise TypeError(f"{name} must be a floating point tensor, got {t.dtype}")
 
 
-def check_image_and_flow(img, flow, img_name):
-    _check_float_4d(img, img_name)
-    _check_float_4d(flow, "flow")
-    if flow.shape[1] != 2:
-        raise ValueError(f"flow must have 2 channels (dx, dy), got shape {tuple(flow.shape)}")
-    b, _, h, w = img.shape
-    if (flow.shape[0], flow.shape[2], flow.shape[3]) != (b, h, w):
-        raise ValueError(
-            f"flow must have shape ({b}, 2, {h}, {w}) to match {img_name} {tuple(img.shape)}, "
-            f"got {tuple(flow.shape)}"
-        )
-    _check_same_kind(flow, "flow", img, img_name)
-
-
 def check_like(t, name, like, like_name, channels=None):
     """t must be (B, channels or C, H, W) like `like`, with its dtype and device."""
     _check_float_4d(t, name)

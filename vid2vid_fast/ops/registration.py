@@ -9,13 +9,16 @@ import torch
 from .spec import OPS
 
 
+def register_fakes(namespace, spec):
+    """The fake implementations of op `spec` and its _backward companion in `namespace`."""
+    n = len(spec.inputs)
+    torch.library.register_fake(f"{namespace}::{spec.name}", lambda *args: spec.fake_output(*args[:n]))
+    torch.library.register_fake(f"{namespace}::{spec.name}_backward",
+                                lambda grad_out, *args: spec.fake_gradients(*args[:n], output_mask=args[-1]))
+
+
 def register(namespace="vid2vid_fast"):
     """The fakes of the ops in `namespace`: the extension's, or the CUDA emulation test library's
     (vid2vid_fast_cuda_emulated, same schemas)."""
     for spec in OPS.values():
-        n = len(spec.inputs)
-        torch.library.register_fake(f"{namespace}::{spec.name}",
-                                    lambda *args, spec=spec, n=n: spec.fake_output(*args[:n]))
-        torch.library.register_fake(
-            f"{namespace}::{spec.name}_backward",
-            lambda grad_out, *args, spec=spec, n=n: spec.fake_gradients(*args[:n], output_mask=args[-1]))
+        register_fakes(namespace, spec)

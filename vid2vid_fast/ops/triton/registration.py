@@ -17,6 +17,7 @@ scattered with atomics. The flag is read when the backward runs, not when it is 
 
 import torch
 
+from ..registration import register_fakes
 from ..spec import OPS
 
 NAMESPACE = "vid2vid_fast_triton"
@@ -52,8 +53,7 @@ def _define(spec):
                                       schema=_arguments(spec.schema()))
     backward_op = torch.library.custom_op(f"{NAMESPACE}::{spec.name}_backward", backward_impl, mutates_args=(),
                                           schema=_arguments(spec.backward_schema()))
-    forward.register_fake(lambda *args: spec.fake_output(*args[:n]))
-    backward_op.register_fake(lambda grad_out, *args: spec.fake_gradients(*args[:n], output_mask=args[-1]))
+    register_fakes(NAMESPACE, spec)
 
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs[:n])
