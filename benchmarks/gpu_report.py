@@ -65,6 +65,7 @@ def keep_caches_in_repo():
 sys.path.insert(0, str(REPO))
 
 import torch
+from result_paths import unused_stem
 
 FULL_SHAPES = ((1, 3, 512, 1024), (4, 3, 512, 1024), (2, 64, 256, 512))
 QUICK_SHAPES = ((1, 3, 16, 32), (2, 3, 16, 32), (1, 8, 8, 16))
@@ -608,7 +609,7 @@ def main():
 
     hardware = torch.cuda.get_device_name(0).removeprefix("NVIDIA ") if on_gpu else None
     stem_name = (f"gpu-{slug(hardware)}" if on_gpu else "cpu") + f"-{now:%Y-%m-%d}" + ("-quick" if args.quick else "")
-    stem = args.out / stem_name
+    stem = unused_stem(args.out, stem_name)  # a later run never overwrites an earlier one's report
     steps, notes = [], []
 
     if on_gpu and not args.skip_build:

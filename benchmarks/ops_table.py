@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 import vid2vid_fast as v2v
+from result_paths import unused_stem
 from op_cases import PASSES, SHAPES, bind, exact_forward, forward_error, make_inputs, make_step, op_samplings, shape_name
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -256,8 +257,8 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     m = report["machine"]
     hardware = m.get("gpu") or f"{m['cpu']} {m['cpu_isa']}"
-    # A --quick run gets its own name, so that it never replaces a full run of the same day.
-    stem = args.out / (f"{args.device}-{slug(hardware)}-{now:%Y-%m-%d}{'-cold' if args.cold else ''}"
+    # A --quick run gets its own name; a second run of the same day gets -2, -3, ...: none replaces another.
+    stem = unused_stem(args.out, f"{args.device}-{slug(hardware)}-{now:%Y-%m-%d}{'-cold' if args.cold else ''}"
                        f"{'-quick' if args.quick else ''}")
     write_atomically(stem.with_suffix(".md"), lambda f: f.write(table.encode()))
     write_atomically(stem.with_suffix(".json"), lambda f: f.write(json.dumps(report, indent=1).encode() + b"\n"))

@@ -106,3 +106,19 @@ def test_sanitizer_driver_runs_every_op_on_hostile_flows():
                           timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "driver: 576 forward+backward calls on cpu, 0 unexpected errors" in proc.stdout
+
+
+def test_a_second_run_of_the_day_keeps_the_first_runs_files(tmp_path):
+    """The reports' file names (benchmarks/result_paths.py): a name already taken gets -2, -3, ..."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from result_paths import unused_stem
+    finally:
+        sys.path.pop(0)
+    assert unused_stem(tmp_path, "cpu-2026-12-01") == tmp_path / "cpu-2026-12-01"
+    (tmp_path / "cpu-2026-12-01.md").write_text("first")
+    (tmp_path / "cpu-2026-12-01-quick.md").write_text("a quick run: another name")
+    assert unused_stem(tmp_path, "cpu-2026-12-01") == tmp_path / "cpu-2026-12-01-2"
+    (tmp_path / "cpu-2026-12-01-2.json").write_text("second")
+    assert unused_stem(tmp_path, "cpu-2026-12-01") == tmp_path / "cpu-2026-12-01-3"
+    assert unused_stem(tmp_path, "cpu-2026-12-01-quick") == tmp_path / "cpu-2026-12-01-quick-2"
