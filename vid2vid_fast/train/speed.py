@@ -9,7 +9,7 @@ What ``auto`` chooses is a rule per device type, not a probe at start-up: a prob
 the compile it is trying to price (two minutes cold on a 2-core CPU) and, on a shared machine, would time
 other processes' load as much as the switch. The CPU rules come from ``vid2vid-fast bench --preset demo``
 (reference and fast iterations interleaved; speedup as the median ratio of neighbouring iterations) with
-one switch at a time turned back, and a profile of the demo step, on a 2-core AMD EPYC (Zen 5) VM shared
+one switch at a time turned back, and a profile of the demo step, on a 2-core AMD EPYC (Zen 5, AVX-512) VM shared
 with other work (load average 15-17, 2026-12-01; on the same machine quiet, the whole fast configuration
 was 1.16-1.17x the reference, and 1.24x with torch.compile, before the two changes below to Adam and the
 heads; 1.21-1.32x after them, five runs of 40 iterations):
