@@ -129,9 +129,7 @@ template <typename acc_t, typename index_t, typename scalar_t, typename Prepare,
 Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampling, bool image_grad, bool flow_grad,
                           GroupValues values, const Prepare& prepare, const After& after, const Done& done) {
   const int64_t C = img.size(1);
-  // Nearest sampling's flow gradient is 0 (its derivative is 0 even where the image is not finite, as
-  // grid_sample's): the sums stay zero, and the kernels need not sample for it.
-  flow_grad = flow_grad && !sampling.nearest;
+  TORCH_INTERNAL_ASSERT(!(flow_grad && sampling.nearest), "nearest's flow gradient is not computed by tiles");
   Tensor acc;
   std::vector<Tensor> private_buffers;
   float* blocks = nullptr;
@@ -178,6 +176,14 @@ Tensor backward_by_groups(const Tensor& img, const Tensor& flow, Sampling sampli
   }
 #endif
   return finish_grad(acc, img);
+}
+
+// Whether the backward's tiles compute the flow gradient: when it is requested, unless the sampling is
+// nearest, whose flow gradient is 0 everywhere (its derivative is 0 even where the image is not finite, as
+// grid_sample's): then grad_flow is zeroed here, at once, and no tile samples or copies for it.
+inline bool flow_grad_by_tiles(Sampling sampling, bool requested, const Tensor& grad_flow) {
+  if (requested && sampling.nearest) grad_flow.zero_();
+  return requested && !sampling.nearest;
 }
 
 // A backward callback with nothing to do.

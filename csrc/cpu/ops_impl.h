@@ -64,19 +64,21 @@ std::tuple<Tensor, Tensor> flow_warp_backward_cpu(const Tensor& grad_out, const 
   const auto [sampling, grads] = start_backward(Op::kFlowWarp, grad_out, {img, flow}, V2V_SAMPLING_ARGS, mask);
   Tensor grad_img;
   const Tensor& grad_flow = grads[1];
+  const bool flow_grad = flow_grad_by_tiles(sampling, mask[1], grad_flow);
+  if (!mask[0] && !flow_grad) return {unrequested(img), or_unrequested(grad_flow, flow)};
   V2V_DISPATCH_CPU(img.scalar_type(), "flow_warp_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(img, flow, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const auto go = strided4<const scalar_t, index_t>(grad_out);
       const auto gf = strided4<scalar_t, index_t>(grad_flow);
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
-          img, flow, sampling, mask[0], mask[1], GroupValues::kNone,
+          img, flow, sampling, mask[0], flow_grad, GroupValues::kNone,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             for (int64_t k = 0; k < channels; ++k) copy_row(t.grad[k], 1, &go(b, c0 + k, y, x0), go.sx, t.n);
           },
           Nothing{},
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
-            if (!mask[1]) return;
+            if (!flow_grad) return;
             copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n);
             copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
           });
@@ -124,6 +126,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
       start_backward(Op::kWarpBlend, grad_out, {prev, flow, raw, weight}, V2V_SAMPLING_ARGS, mask);
   Tensor grad_prev;
   const Tensor &grad_flow = grads[1], &grad_raw = grads[2], &grad_weight = grads[3];
+  const bool flow_grad = flow_grad_by_tiles(sampling, mask[1], grad_flow);
   V2V_DISPATCH_CPU(prev.scalar_type(), "warp_blend_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(prev, flow, raw, weight, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -135,7 +138,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
       const auto gw = strided4<scalar_t, index_t>(grad_weight);
       // A NaN-flow pixel's value is NaN, and so is its weight gradient; it sends no gradient to prev or flow.
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
-          prev, flow, sampling, mask[0], mask[1], mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
+          prev, flow, sampling, mask[0], flow_grad, mask[3] ? GroupValues::kWithGradients : GroupValues::kNone,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             const scalar_t* w_row = &wt(b, 0, y, x0);
             // The raw gradient's condition is a constant of each loop, which then vectorizes.
@@ -163,7 +166,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> warp_blend_backward_cpu(const Tensor&
             }
           },
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
-            if (mask[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
+            if (flow_grad) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
             if (mask[3]) copy_row(&gw(b, 0, y, x0), gw.sx, t.sums[2], 1, t.n);
           });
       grad_prev = g;
@@ -222,6 +225,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
   const bool mask_per_channel = mask.size(1) != 1 || C == 1;
   Tensor grad_src;
   const Tensor &grad_flow = grads[1], &grad_target = grads[2], &grad_mask = grads[3];
+  const bool flow_grad = flow_grad_by_tiles(sampling, need[1], grad_flow);
   V2V_DISPATCH_CPU(src.scalar_type(), "masked_warp_l1_backward_cpu", [&] {
     V2V_DISPATCH_INDEX(all_fit_int32(src, flow, target, mask, grad_out), [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -232,7 +236,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
       const auto gt = strided4<scalar_t, index_t>(grad_target);
       const auto gm = strided4<scalar_t, index_t>(grad_mask);
       Tensor g = backward_by_groups<acc_t, index_t, scalar_t>(
-          src, flow, sampling, need[0], need[1], GroupValues::kBeforeGradients,
+          src, flow, sampling, need[0], flow_grad, GroupValues::kBeforeGradients,
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t, int64_t c0, int64_t channels) {
             for (int64_t k = 0; k < channels; ++k) {
               const int64_t c = c0 + k;
@@ -259,7 +263,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> masked_warp_l1_backward_cpu(const Ten
           },
           Nothing{},
           [&](int64_t b, int64_t y, int64_t x0, TileSamples<acc_t, index_t>& t) {
-            if (need[1]) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
+            if (flow_grad) copy_row(&gf(b, 0, y, x0), gf.sx, t.sums[0], 1, t.n), copy_row(&gf(b, 1, y, x0), gf.sx, t.sums[1], 1, t.n);
             if (need[3] && !mask_per_channel) copy_row(&gm(b, 0, y, x0), gm.sx, t.sums[2], 1, t.n);
           });
       grad_src = g;

@@ -57,3 +57,22 @@ def test_backward_op_returns_empty_unrequested_gradients(op, dtype):
         for j, (g, t, b) in enumerate(zip(grads, inputs, before)):
             assert torch.equal(bits(t), b), f"{op}: input {j} changed with mask {mask}"
             assert g.shape == (t.shape if j == i else (0,)), f"{op}: gradient {j} with mask {mask}: {g.shape}"
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("op", OPS)
+def test_each_requested_gradient_is_the_one_computed_with_all(op, dtype, mode):
+    """A gradient asked for alone or with others has the bits it has when every gradient is asked for (the
+    kernels skip work for the others: under nearest, the tiles for the flow gradient, which is 0)."""
+    inputs = inputs_of(op, dtype, "contiguous")
+    grad_out = torch.ones((), dtype=dtype) if op == "masked_warp_l1" else torch.randn(SHAPE, dtype=dtype)
+    backward = getattr(torch.ops.vid2vid_fast, f"{op}_backward")
+    everything = backward(grad_out, *inputs, "zeros", mode, True, [True] * len(inputs))
+    if mode == "nearest":
+        assert torch.equal(everything[1], torch.zeros_like(inputs[1]))
+    for mask in itertools.product([False, True], repeat=len(inputs)):
+        grads = backward(grad_out, *inputs, "zeros", mode, True, list(mask))
+        for j, (g, want, asked) in enumerate(zip(grads, everything, mask)):
+            if asked:
+                assert torch.equal(bits(g), bits(want)), f"{op}: gradient {j} with mask {mask}"
