@@ -5,6 +5,9 @@ Environment:
   TORCH_CUDA_ARCH_LIST      GPU architectures (default below: no GPU is visible at build time here).
   VID2VID_FAST_CPU_ONLY=1   build the CPU kernels only, even with a toolkit.
   MAX_JOBS                  parallel compile jobs (ninja).
+  VID2VID_FAST_DEBUG_INFO=1 compile the C++ with debug information (-g; the default is -g0).
+  VID2VID_FAST_CPU_ISAS     "all" (default): the AVX2 and AVX-512 builds of the CPU kernels; "native": only
+                            the one this machine runs best (scripts/demo.sh's quicker build).
 """
 
 import glob
@@ -16,6 +19,26 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
+def x86_builds():
+    """The instruction-set builds of the CPU kernels besides the baseline one: both (the library then runs at
+    full speed on any x86-64 processor), or with VID2VID_FAST_CPU_ISAS=native only the one this machine runs
+    best (a build for the machine itself: each build is minutes of compilation)."""
+    wanted = os.environ.get("VID2VID_FAST_CPU_ISAS", "all")
+    if wanted == "all":
+        return {"avx2", "avx512"}
+    if wanted != "native":
+        raise SystemExit(f"VID2VID_FAST_CPU_ISAS must be 'all' or 'native', got {wanted!r}")
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:  # not Linux: all of them
+        return {"avx2", "avx512"}
+    # the features register_cpu.cpp checks before it runs each build
+    if {"avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"} <= set(flags):
+        return {"avx512"}
+    return {"avx2"} if {"avx2", "fma"} <= set(flags) else set()
+
+
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
     # -fno-trapping-math lets the compiler vectorize the branch-free sampling math (warp_math.h).
@@ -23,7 +46,15 @@ def extension():
     # loop forces the reload of every pointer and index around it.
     # -fopenmp: at::parallel_for is an OpenMP pragma inlined from torch's headers; without the flag the
     # CPU kernels silently run on one thread. The library links the libgomp torch has already loaded.
+    # -g0 undoes Python's -g: debug information for the kernels' many template instances costs a fifth of
+    # their compile time (kernels_avx512.cpp: 245 s against 199 s, side by side on a 2-core VM) and 25 MB
+    # per translation unit. VID2VID_FAST_DEBUG_INFO=1 keeps it, for gdb or perf.
     cxx_flags = ["-O3", "-fno-trapping-math", "-fstrict-aliasing", "-fopenmp"]
+    if os.environ.get("VID2VID_FAST_DEBUG_INFO", "0") != "1":
+        cxx_flags.append("-g0")
+    for isa in {"avx2", "avx512"} - x86_builds():
+        sources.remove(f"csrc/cpu/kernels_{isa}.cpp")
+        cxx_flags.append(f"-DV2V_CPU_SKIP_{isa.upper()}")
     link_flags = ["-fopenmp"]
     with_cuda = CUDA_HOME is not None and os.environ.get("VID2VID_FAST_CPU_ONLY", "0") != "1"
     if not with_cuda:

@@ -7,7 +7,8 @@
 #   scripts/demo.sh --max_minutes 0          # the preset's whole fixed schedule (1,792 iterations)
 #   scripts/demo.sh --reference              # the reference configuration (fp32, eager, reference warp)
 # Set-up builds the CUDA kernels only when nvidia-smi sees a GPU; VID2VID_FAST_CPU_ONLY=0 asks for them
-# anyway, VID2VID_FAST_CPU_ONLY=1 never builds them (scripts/test.sh builds them wherever nvcc is).
+# anyway, VID2VID_FAST_CPU_ONLY=1 never builds them (scripts/test.sh builds them wherever nvcc is). It builds
+# the CPU kernels for this processor only (VID2VID_FAST_CPU_ISAS=native; scripts/test.sh builds all of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VID2VID_FAST_CPU_ONLY:-}" ]; then
@@ -17,6 +18,8 @@ if [ -z "${VID2VID_FAST_CPU_ONLY:-}" ]; then
     export VID2VID_FAST_CPU_ONLY=1
   fi
 fi
+# The demo builds the CPU kernels for this machine alone (each x86 build is minutes of compilation on 2 cores)
+export VID2VID_FAST_CPU_ISAS="${VID2VID_FAST_CPU_ISAS:-native}"
 bash scripts/setup.sh
 # On a busy CPU, OpenMP threads that spin while waiting slow every op down many times over
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

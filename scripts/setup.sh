@@ -13,6 +13,8 @@
 #   MAX_JOBS               parallel compile jobs (2)
 #   VID2VID_FAST_CPU_ONLY  1 builds the CPU kernels only (scripts/demo.sh sets it when nvidia-smi sees no GPU; an
 #                          existing build that also has the CUDA kernels is kept)
+#   VID2VID_FAST_CPU_ISAS  all (the default): the AVX2 and AVX-512 builds of the CPU kernels; native: only the one
+#                          this machine runs best (scripts/demo.sh sets it; an existing build of all is kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,20 +71,24 @@ elif [ -n "$with_cuda" ]; then
 else
   what="CPU only: no CUDA toolkit found, set CUDA_HOME to add the CUDA kernels"
 fi
+isas="${VID2VID_FAST_CPU_ISAS:-all}"
 # The stamp holds a hash of everything a build depends on, written after a successful build.
 build_stamp="$VENV/.built-extension"
-build_inputs() {  # $1: what is built
+build_inputs() {  # $1: what is built, $2: its x86 builds of the CPU kernels
   {
-    printf '%s\n' "$wanted" "$1" "${TORCH_CUDA_ARCH_LIST:-}"
+    printf '%s\n' "$wanted" "$1" "$2" "${TORCH_CUDA_ARCH_LIST:-}" "${VID2VID_FAST_DEBUG_INFO:-}"
     find csrc setup.py pyproject.toml -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum
 }
 built=$(cat "$build_stamp" 2> /dev/null || true)
 up_to_date=0
 if compgen -G "vid2vid_fast/_C*.so" > /dev/null; then
-  if [ "$built" = "$(build_inputs "$what")" ]; then
+  if [ "$built" = "$(build_inputs "$what" "$isas")" ]; then
     up_to_date=1
-  elif [ "${VID2VID_FAST_CPU_ONLY:-0}" = "1" ] && [ -n "$with_cuda" ] && [ "$built" = "$(build_inputs "$with_cuda")" ]; then
+  elif [ "$isas" = native ] && [ "$built" = "$(build_inputs "$what" all)" ]; then
+    what="$what (built before with every x86 build of the CPU kernels)"  # it holds the native one
+    up_to_date=1
+  elif [ "${VID2VID_FAST_CPU_ONLY:-0}" = "1" ] && [ -n "$with_cuda" ] && [ "$built" = "$(build_inputs "$with_cuda" all)" ]; then
     # the build there has the CUDA kernels too (scripts/test.sh made it) and so serves a CPU-only request:
     # the demo after the tests does not rebuild
     what="$with_cuda (built before; it holds the CPU kernels)"
@@ -92,8 +98,8 @@ fi
 if [ "$up_to_date" = 1 ]; then
   echo "==> extension up to date ($what)"
 else
-  echo "==> building the extension ($what)"
-  "$VENV/bin/python" -m pip install --quiet --no-build-isolation --no-deps -e .
-  build_inputs "$what" > "$build_stamp"
+  echo "==> building the extension ($what; x86 builds of the CPU kernels: $isas)"
+  VID2VID_FAST_CPU_ISAS="$isas" "$VENV/bin/python" -m pip install --quiet --no-build-isolation --no-deps -e .
+  build_inputs "$what" "$isas" > "$build_stamp"
 fi
 echo "==> ready: $VENV"

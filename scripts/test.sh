@@ -4,6 +4,7 @@
 #   scripts/test.sh -m cuda_emulated     # the CUDA kernels' code, run on the CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export VID2VID_FAST_CPU_ISAS=all  # the tests run every x86 build of the CPU kernels
 bash scripts/setup.sh
 # The CUDA kernels emulated on the CPU (tests marked cuda_emulated): a test library, built here so that its
 # progress shows (the tests would build it on first use).

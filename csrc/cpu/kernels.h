@@ -37,8 +37,23 @@
 #define V2V_CPU_HAS_X86_BUILDS 0
 #endif
 
+// The x86 builds the library holds: both, unless setup.py left one out (VID2VID_FAST_CPU_ISAS=native builds
+// only the one the build machine runs best, for a quicker build on the machine that uses it).
+#if V2V_CPU_HAS_X86_BUILDS && !defined(V2V_CPU_SKIP_AVX2)
+#define V2V_CPU_BUILD_AVX2 1
+#else
+#define V2V_CPU_BUILD_AVX2 0
+#endif
+#if V2V_CPU_HAS_X86_BUILDS && !defined(V2V_CPU_SKIP_AVX512)
+#define V2V_CPU_BUILD_AVX512 1
+#else
+#define V2V_CPU_BUILD_AVX512 0
+#endif
+
 V2V_DECLARE_CPU_KERNELS(cpu_baseline)
-#if V2V_CPU_HAS_X86_BUILDS
+#if V2V_CPU_BUILD_AVX2
 V2V_DECLARE_CPU_KERNELS(cpu_avx2)
+#endif
+#if V2V_CPU_BUILD_AVX512
 V2V_DECLARE_CPU_KERNELS(cpu_avx512)
 #endif

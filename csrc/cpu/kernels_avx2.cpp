@@ -3,7 +3,7 @@
 // (blocks_avx2.h). prelude.h comes before the target pragma, so that only this file's own functions use AVX2.
 #include "prelude.h"
 
-#if V2V_CPU_HAS_X86_BUILDS
+#if V2V_CPU_BUILD_AVX2
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define V2V_CPU_ISA cpu_avx2

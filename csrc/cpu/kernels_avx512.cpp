@@ -2,7 +2,7 @@
 // float32 images sampled by channel blocks 16 pixels at a time (blocks_avx512.h).
 #include "prelude.h"
 
-#if V2V_CPU_HAS_X86_BUILDS
+#if V2V_CPU_BUILD_AVX512
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
 #define V2V_CPU_ISA cpu_avx512

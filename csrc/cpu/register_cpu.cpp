@@ -1,6 +1,6 @@
 // Registers the CPU kernels: the AVX-512 build where the processor has it, else the AVX2 + FMA build where it
 // has those, else the baseline build. VID2VID_FAST_CPU_ISA=baseline|avx2|avx512 asks for a build (for tests
-// and comparisons); one the processor cannot run is not used.
+// and comparisons); one the processor cannot run, or the library does not hold (kernels.h), is not used.
 #include <torch/library.h>
 
 #include <cstdlib>
@@ -15,9 +15,11 @@ enum class Isa { kBaseline, kAvx2, kAvx512 };
 
 Isa pick_isa() {
 #if V2V_CPU_HAS_X86_BUILDS
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  const bool runs_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = V2V_CPU_BUILD_AVX2 && runs_avx2;
+  const bool avx512 = V2V_CPU_BUILD_AVX512 && runs_avx2 && __builtin_cpu_supports("avx512f") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq");
   const char* forced = std::getenv("VID2VID_FAST_CPU_ISA");
   const std::string asked = forced != nullptr ? forced : "";
   if (asked == "baseline") return Isa::kBaseline;
@@ -33,14 +35,21 @@ Isa isa() {
   return picked;
 }
 
-#if V2V_CPU_HAS_X86_BUILDS
-#define V2V_CPU_CALL(fn, ...)                                             \
-  (isa() == Isa::kAvx512 ? cpu_avx512::fn(__VA_ARGS__)                    \
-                         : (isa() == Isa::kAvx2 ? cpu_avx2::fn(__VA_ARGS__) \
-                                                : cpu_baseline::fn(__VA_ARGS__)))
+// A build the library does not hold is never picked; its calls name the baseline build to compile.
+#if V2V_CPU_BUILD_AVX512
+#define V2V_CPU_AVX512_CALL(fn, ...) cpu_avx512::fn(__VA_ARGS__)
 #else
-#define V2V_CPU_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
+#define V2V_CPU_AVX512_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
 #endif
+#if V2V_CPU_BUILD_AVX2
+#define V2V_CPU_AVX2_CALL(fn, ...) cpu_avx2::fn(__VA_ARGS__)
+#else
+#define V2V_CPU_AVX2_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
+#endif
+#define V2V_CPU_CALL(fn, ...)                                                   \
+  (isa() == Isa::kAvx512 ? V2V_CPU_AVX512_CALL(fn, __VA_ARGS__)                 \
+                         : (isa() == Isa::kAvx2 ? V2V_CPU_AVX2_CALL(fn, __VA_ARGS__) \
+                                                : cpu_baseline::fn(__VA_ARGS__)))
 
 using at::Tensor;
 using Grads2 = std::tuple<Tensor, Tensor>;
