@@ -35,20 +35,17 @@ Isa isa() {
   return picked;
 }
 
-// A build the library does not hold is never picked; its calls name the baseline build to compile.
-#if V2V_CPU_BUILD_AVX512
-#define V2V_CPU_AVX512_CALL(fn, ...) cpu_avx512::fn(__VA_ARGS__)
-#else
-#define V2V_CPU_AVX512_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
+// A build the library does not hold is never picked (pick_isa); its name stands for the baseline build, so
+// that the calls below compile.
+#if !V2V_CPU_BUILD_AVX512
+namespace cpu_avx512 = cpu_baseline;
 #endif
-#if V2V_CPU_BUILD_AVX2
-#define V2V_CPU_AVX2_CALL(fn, ...) cpu_avx2::fn(__VA_ARGS__)
-#else
-#define V2V_CPU_AVX2_CALL(fn, ...) cpu_baseline::fn(__VA_ARGS__)
+#if !V2V_CPU_BUILD_AVX2
+namespace cpu_avx2 = cpu_baseline;
 #endif
-#define V2V_CPU_CALL(fn, ...)                                                   \
-  (isa() == Isa::kAvx512 ? V2V_CPU_AVX512_CALL(fn, __VA_ARGS__)                 \
-                         : (isa() == Isa::kAvx2 ? V2V_CPU_AVX2_CALL(fn, __VA_ARGS__) \
+#define V2V_CPU_CALL(fn, ...)                                             \
+  (isa() == Isa::kAvx512 ? cpu_avx512::fn(__VA_ARGS__)                    \
+                         : (isa() == Isa::kAvx2 ? cpu_avx2::fn(__VA_ARGS__) \
                                                 : cpu_baseline::fn(__VA_ARGS__)))
 
 using at::Tensor;
