@@ -32,7 +32,12 @@ heads; 1.21-1.32x after them, five runs of 40 iterations):
 - torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain) under load, 1.24x against
   1.16x on the quiet machine; on one pinned core the compiled step was slower (156 against 147 ms). It
   costs ~2 minutes cold (112 s measured with a fresh inductor cache, load 4-6; 7-9 s from the cache):
-  a loss for runs of minutes such as the demo's 5-minute budget.
+  a loss for runs of minutes such as the demo's 5-minute budget. Again on 2026-12-02, quiet: 1.19x with it
+  against 1.27-1.28x without (60 s of compilation).
+- How OpenMP threads wait: not decided here, as libgomp reads ``OMP_WAIT_POLICY`` once, when torch is
+  imported. Its default (spin, then sleep) made the demo's step 0.12 s against 0.22 s with PASSIVE on the
+  idle VM, and 1.25 s against 0.40 s with a busy-looping process per core; ``scripts/demo.sh`` sets PASSIVE
+  when other processes keep the CPUs busy.
 - AMP: off. bf16 changes the numbers the run trains on, and most CPUs (no AMX / AVX512-BF16) have no
   fast bf16 convolutions.
 
