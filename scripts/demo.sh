@@ -21,22 +21,11 @@ fi
 # The demo builds the CPU kernels for this machine alone (each x86 build is minutes of compilation on 2 cores)
 export VID2VID_FAST_CPU_ISAS="${VID2VID_FAST_CPU_ISAS:-native}"
 bash scripts/setup.sh
-# How OpenMP threads wait for each other, chosen from what the CPU is doing now (OMP_WAIT_POLICY, when set,
-# is kept). libgomp's default spins a while first: on the idle 2-core VM the demo's step took 0.12 s with it
-# and 0.22 s with PASSIVE (threads sleep at once). But a spinning thread holds a core another process
-# needs: with a busy-looping process per core the step took 1.25 s against 0.40 s with PASSIVE, and with
-# one such process on the two cores 0.29-0.32 s against 0.22 s.
-if [ -z "${OMP_WAIT_POLICY:-}" ] && [ -r /proc/stat ]; then
-  # CPUs' worth of time that other processes (and the hypervisor, as steal) took over one second
-  ticks() { awk '/^cpu /{ print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6 }' /proc/stat; }
-  read -r total0 idle0 < <(ticks)
-  sleep 1
-  read -r total1 idle1 < <(ticks)
-  busy=$(awk -v t=$((total1 - total0)) -v i=$((idle1 - idle0)) -v n="$(nproc)" 'BEGIN { printf "%.1f", (t > 0 ? (t - i) / t * n : 0) }')
-  if awk -v b="$busy" 'BEGIN { exit !(b >= 0.5) }'; then
-    export OMP_WAIT_POLICY=PASSIVE
-    echo "==> other processes keep $busy of $(nproc) CPUs busy: OpenMP threads will sleep while they wait (OMP_WAIT_POLICY=PASSIVE)"
-  fi
+# How OpenMP threads wait for each other, chosen from what the CPU is doing now (scripts/omp_wait_policy.sh);
+# OMP_WAIT_POLICY, when set, is kept
+if [ -z "${OMP_WAIT_POLICY:-}" ]; then
+  policy=$(bash scripts/omp_wait_policy.sh)
+  if [ -n "$policy" ]; then export OMP_WAIT_POLICY="$policy"; fi
 fi
 start=$(date +%s)
 .venv/bin/python -m vid2vid_fast train --preset demo --output_dir runs "$@"

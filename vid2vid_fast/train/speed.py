@@ -35,9 +35,7 @@ heads; 1.21-1.32x after them, five runs of 40 iterations):
   a loss for runs of minutes such as the demo's 5-minute budget. Again on 2026-12-02, quiet: 1.19x with it
   against 1.27-1.28x without (60 s of compilation).
 - How OpenMP threads wait: not decided here, as libgomp reads ``OMP_WAIT_POLICY`` once, when torch is
-  imported. Its default (spin, then sleep) made the demo's step 0.12 s against 0.22 s with PASSIVE on the
-  idle VM, and 1.25 s against 0.40 s with a busy-looping process per core; ``scripts/demo.sh`` sets PASSIVE
-  when other processes keep the CPUs busy.
+  imported; ``scripts/omp_wait_policy.sh`` (which ``scripts/demo.sh`` asks) has the measurements and the rule.
 - AMP: off. bf16 changes the numbers the run trains on, and most CPUs (no AMX / AVX512-BF16) have no
   fast bf16 convolutions.
 
