@@ -5,7 +5,7 @@
 # a waiting thread sleeps: on the idle 2-core VM the demo's step took 0.12 s with it and 0.22 s with PASSIVE
 # (threads sleep at once). But a spinning thread holds a core another process needs: with a busy-looping
 # process per core the step took 1.25 s against 0.40 s with PASSIVE, and with one such process on the two
-# cores 0.29-0.32 s against 0.22 s.
+# cores 0.29-0.32 s against 0.20-0.22 s.
 set -euo pipefail
 [ -r /proc/stat ] || exit 0
 # CPU time over one second that was not idle: other processes' and, as steal, the hypervisor's
