@@ -31,12 +31,15 @@ def run(data, out, **speed):
 @pytest.mark.parametrize("compile_", ["off", pytest.param("on", marks=pytest.mark.slow)])
 def test_fast_configuration_trains_like_the_reference(data, tmp_path, compile_):
     reference = run(data, tmp_path / "reference", reference=True)
-    # auto: the fused warp, channels_last, fused Adam (on memory-order views), the stacked flow/weight heads
+    # auto: the fused warp, channels_last, fused Adam (on memory-order views), the stacked and phased heads,
+    # one discriminator forward on generated frames for both losses
     fast = run(data, tmp_path / "fast", compile=compile_)
     assert fast.speed.channels_last and fast.speed.adam == "fused" and fast.speed.backend == "auto"
-    assert fast.speed.stacked_heads and type(fast.opt_G).__name__ == "MemoryOrderAdam"
+    assert fast.speed.heads == "phased" and type(fast.opt_G).__name__ == "MemoryOrderAdam"
+    # a compiled backward cannot keep its graph for a second backward pass (donated buffers)
+    assert fast.speed.shared_d_forwards == (compile_ == "off") and not reference.speed.shared_d_forwards
     assert not reference.speed.channels_last and reference.speed.adam == "default"
-    assert not reference.speed.stacked_heads and type(reference.opt_G) is torch.optim.Adam
+    assert reference.speed.heads == "apart" and type(reference.opt_G) is torch.optim.Adam
     expected, got = losses_of(reference), losses_of(fast)
     assert [r["iteration"] for r in got] == list(range(1, ITERATIONS + 1))
     for ref, new in zip(expected, got):

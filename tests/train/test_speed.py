@@ -7,8 +7,8 @@ from vid2vid_fast.train.speed import REFERENCE, resolve_speed
 
 def test_auto_on_the_cpu_follows_the_cpu_rules():
     speed = resolve_speed(make_config().speed, torch.device("cpu"))
-    assert (speed.backend, speed.amp, speed.compile, speed.channels_last, speed.adam, speed.stacked_heads) == (
-        "auto", "off", False, True, "fused", True)
+    assert (speed.backend, speed.amp, speed.compile, speed.channels_last, speed.adam, speed.heads,
+            speed.shared_d_forwards) == ("auto", "off", False, True, "fused", "phased", True)
     assert REFERENCE.adam == "default"  # torch's own choice
 
 

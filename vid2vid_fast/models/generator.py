@@ -14,6 +14,12 @@ from torch import nn
 
 from ..ops.warp_blend import warp_blend
 from .layers import check_norm, conv7_block, down_block, head, resnet_blocks, up_block
+from .phase_conv import phase_conv2d
+
+# How the output heads run, all with the same parameters and outputs: "apart" as the original's modules;
+# "stacked" runs the flow and weight heads (same features) as one convolution of their stacked weights;
+# "phased" is stacked, and every head's convolution runs over its 2x2 output phases (phase_conv.py).
+HEAD_FORMS = ("apart", "stacked", "phased")
 
 
 class GeneratorOutput(NamedTuple):
@@ -48,7 +54,7 @@ class _CompositeBase(nn.Module):
     """The forward shared by both scales; subclasses build the layers and say how coarse features enter."""
 
     def _init_common(self, input_nc, output_nc, prev_output_nc, ngf, n_downsampling, norm, use_fg_model,
-                     backend, stacked_heads):
+                     backend, heads):
         _check_positive(input_nc, "input_nc")
         _check_positive(output_nc, "output_nc")
         _check_positive(prev_output_nc, "prev_output_nc")
@@ -63,7 +69,9 @@ class _CompositeBase(nn.Module):
         self.prev_output_nc = prev_output_nc
         self.use_fg_model = bool(use_fg_model)
         self.backend = backend
-        self.stacked_heads = bool(stacked_heads)
+        if heads not in HEAD_FORMS:
+            raise ValueError(f"heads must be one of {HEAD_FORMS}, got {heads!r}")
+        self.heads = heads
 
     def _check_inputs(self, labels, prev, mask, coarse):
         if labels.dim() != 4 or labels.shape[1] != self.input_nc:
@@ -92,7 +100,7 @@ class _CompositeBase(nn.Module):
         self._check_inputs(labels, prev, mask, coarse)
         shared = self.label_encoder(labels) + self.prev_encoder(prev)
         img_feat = self._image_features(shared, coarse)
-        img_raw = self.img_head(img_feat)
+        img_raw = self._head(self.img_head, img_feat)
 
         flow = weight = flow_feat = None
         if use_raw_only:
@@ -106,7 +114,7 @@ class _CompositeBase(nn.Module):
         fg_feat = img_fg = None
         if self.use_fg_model:
             fg_feat = self._fg_features(labels, coarse)
-            img_fg = self.fg_head(fg_feat)
+            img_fg = self._head(self.fg_head, fg_feat)
             # Under autocast the images are bf16/fp16 while the mask comes from float labels; blending in
             # the images' dtype keeps the outputs in it.
             m = mask.to(img_fg.dtype)
@@ -116,33 +124,40 @@ class _CompositeBase(nn.Module):
                                mask if self.use_fg_model else None)
 
 
+    def _head(self, head, features):
+        """head(features) for a head made by layers.head (pad, conv[, activation])."""
+        if self.heads != "phased":
+            return head(features)
+        out = phase_conv2d(head[0](features), head[1].weight, head[1].bias)
+        return head[2](out) if len(head) > 2 else out
+
     def _flow_and_weight(self, flow_feat):
-        if not self.stacked_heads:
+        if self.heads == "apart":
             return self.flow_head(flow_feat) * self.flow_multiplier, self.weight_head(flow_feat)
         # Both heads read the same padded features: one convolution with their weights stacked gives their
         # three output channels for about the time of one head (oneDNN's CPU kernels compute a 1-3 channel
         # output as 16 channels).
         pad, flow_conv = self.flow_head[0], self.flow_head[1]
         weight_conv, sigmoid = self.weight_head[1], self.weight_head[2]
-        out = F.conv2d(pad(flow_feat), torch.cat([flow_conv.weight, weight_conv.weight]),
-                       torch.cat([flow_conv.bias, weight_conv.bias]))
+        conv = phase_conv2d if self.heads == "phased" else F.conv2d
+        out = conv(pad(flow_feat), torch.cat([flow_conv.weight, weight_conv.weight]),
+                   torch.cat([flow_conv.bias, weight_conv.bias]))
         return out[:, :2] * self.flow_multiplier, sigmoid(out[:, 2:])
 
 
 class CompositeGenerator(_CompositeBase):
     """The coarsest scale (width ngf). Argument names as the original's; its opt, no_flow and norm_layer
     are gone, norm ("batch" or "instance") takes the place of norm_layer before use_fg_model; backend is
-    passed to warp_blend; stacked_heads runs the flow and weight heads as one convolution (same parameters
-    and outputs, less time on the CPU)."""
+    passed to warp_blend; heads is one of HEAD_FORMS (same parameters and outputs, less time on the CPU)."""
 
     needs_coarse = False
     flow_multiplier = 20.0
 
     def __init__(self, input_nc, output_nc, prev_output_nc, ngf, n_downsampling, n_blocks, norm="batch",
-                 use_fg_model=False, *, backend="auto", stacked_heads=False):
+                 use_fg_model=False, *, backend="auto", heads="apart"):
         super().__init__()
         self._init_common(input_nc, output_nc, prev_output_nc, ngf, n_downsampling, norm, use_fg_model,
-                          backend, stacked_heads)
+                          backend, heads)
         _check_positive(n_blocks, "n_blocks", 0)
         self.size_multiple = 2 ** n_downsampling
         deep = ngf * 2 ** n_downsampling
@@ -197,10 +212,10 @@ class CompositeLocalGenerator(_CompositeBase):
     needs_coarse = True
 
     def __init__(self, input_nc, output_nc, prev_output_nc, ngf, n_downsampling, n_blocks_local,
-                 norm="batch", use_fg_model=False, scale=1, *, backend="auto", stacked_heads=False):
+                 norm="batch", use_fg_model=False, scale=1, *, backend="auto", heads="apart"):
         super().__init__()
         self._init_common(input_nc, output_nc, prev_output_nc, ngf, n_downsampling, norm, use_fg_model,
-                          backend, stacked_heads)
+                          backend, heads)
         _check_positive(n_blocks_local, "n_blocks_local", 0)
         _check_positive(scale, "scale", 1)
         self.scale = scale
@@ -255,7 +270,7 @@ class Vid2VidGenerator(nn.Module):
 
     def __init__(self, label_nc, output_nc=3, n_frames_G=3, ngf=128, n_downsampling=3, n_blocks=9,
                  n_blocks_local=3, n_scales_spatial=1, norm="batch", use_fg_model=False, fg_labels=(),
-                 *, backend="auto", stacked_heads=False):
+                 *, backend="auto", heads="apart"):
         super().__init__()
         _check_positive(label_nc, "label_nc")
         _check_positive(output_nc, "output_nc")
@@ -282,11 +297,11 @@ class Vid2VidGenerator(nn.Module):
         input_nc = label_nc * n_frames_G
         prev_output_nc = (n_frames_G - 1) * output_nc
         scales = [CompositeGenerator(input_nc, output_nc, prev_output_nc, ngf, n_downsampling, n_blocks, norm,
-                                     use_fg_model, backend=backend, stacked_heads=stacked_heads)]
+                                     use_fg_model, backend=backend, heads=heads)]
         for s in range(1, n_scales_spatial):
             scales.append(CompositeLocalGenerator(input_nc, output_nc, prev_output_nc, ngf // 2 ** s,
                                                   n_downsampling, n_blocks_local, norm, use_fg_model, scale=s,
-                                                  backend=backend, stacked_heads=stacked_heads))
+                                                  backend=backend, heads=heads))
         self.scales = nn.ModuleList(scales)
         self.size_multiple = 2 ** (n_downsampling + n_scales_spatial - 1)
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)

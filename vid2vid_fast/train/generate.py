@@ -51,7 +51,7 @@ def load_generator(checkpoint_path, config: Config | None = None, device=None):
     config = config or from_dict(payload["config"], f"config in {checkpoint_path}")
     device = device or resolve_device(config.run.device)
     speed = resolve_speed(config.speed, device)
-    generator = build_generator(config, speed.backend, speed.stacked_heads)
+    generator = build_generator(config, speed.backend, speed.heads)
     ckpt.load_module_state(generator, payload["models"]["G"], "generator", checkpoint_path)
     return generator.to(device).eval(), config
 

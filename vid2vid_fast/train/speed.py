@@ -12,7 +12,9 @@ other processes' load as much as the switch. The CPU rules come from ``vid2vid-f
 one switch at a time turned back, and a profile of the demo step, on a 2-core AMD EPYC (Zen 5, AVX-512) VM shared
 with other work (load average 15-17, 2026-12-01; on the same machine quiet, the whole fast configuration
 was 1.16-1.17x the reference, and 1.24x with torch.compile, before the two changes below to Adam and the
-heads; 1.21-1.32x after them, five runs of 40 iterations):
+heads; 1.21-1.32x after them, five runs of 40 iterations; on 2026-12-02, four runs of 40 iterations
+alternating with the commit before the head phases and shared discriminator forwards below: 1.28-1.36x
+after them, 1.20-1.32x before; median ratio of neighbouring iterations 1.28-1.34x, 1.24-1.26x):
 
 - channels_last: on. Convolutions are ~60% of the step and BatchNorm ~13%; oneDNN's NHWC kernels are
   faster. Without it the fast configuration is 1.02-1.04x the reference, with it 1.29-1.32x.
@@ -21,14 +23,25 @@ heads; 1.21-1.32x after them, five runs of 40 iterations):
   CPU it runs on memory-order views of the channels_last weights (``adam.MemoryOrderAdam``): torch's
   fused CPU Adam copied each of their gradients first, 11.1 -> 6.6 ms a step for the demo's three
   networks (2 threads, load ~4; the same update, bit for bit).
-- The generator's flow and weight heads (two 7x7 convolutions of the same features, 2 and 1 output
-  channels) run as one convolution of their stacked weights: oneDNN computes a 1-3 channel output as 16
-  channels, so each head cost about a full convolution (~5 ms of a 150 ms step on one core). Same
-  parameters, outputs and gradients; not a switch (nothing is traded; on GPUs too, not measured there),
-  the reference keeps them apart.
-  These two changes together, one thread pinned to one core (``taskset``, 40 interleaved iterations,
-  three runs, load average 2.6-6): 1.14-1.20x -> 1.23-1.28x the reference (process CPU time of the fast
-  step -9 to -10%).
+- The generator's heads (``heads``, models/generator.py): oneDNN computes a 1-3 channel output as 16
+  channels, so each 7x7 head cost about a full convolution (~5 ms of a 150 ms step on one core).
+  "stacked" runs the flow and weight heads (the same features, 2 and 1 output channels) as one
+  convolution of their stacked weights; the two changes together (this one and the Adam one above), one
+  thread pinned to one core (``taskset``, 40 interleaved iterations, three runs, load average 2.6-6):
+  1.14-1.20x -> 1.23-1.28x the reference (process CPU time of the fast step -9 to -10%). "phased"
+  (the CPU's choice) also runs every head over its 2x2 output phases (models/phase_conv.py): forward +
+  backward of a demo head 3.5 -> 2.1 ms; the demo step, stacked against phased interleaved in one
+  process, three runs of 42 iterations (2026-12-02): median ratio of neighbouring iterations 1.004x,
+  1.010x, 1.039x. Same parameters, outputs and gradients (to rounding); not switches, as nothing is
+  traded. On GPUs "stacked", not measured there; the phases are measured on the CPU only.
+- Discriminator forwards on generated frames (``shared_d_forwards``): the original runs each
+  discriminator twice on them, on the detached frames for its own loss and with frozen parameters for
+  the generator's; one forward gives both the same values, and each backward pass then takes only its
+  owner's parameters (trainer.py). The demo step, apart against shared interleaved in one process, two
+  runs of 42 iterations (2026-12-02): median ratio of neighbouring iterations 1.043x and 1.046x. On with
+  every device, off with torch.compile: a compiled backward pass cannot keep its graph for the next one
+  (donated buffers). The graph's saved tensors live until the last owner's backward pass, not until the
+  generator's: more memory at the end of the step, not at its peak (the generator's backward pass).
 - torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain) under load, 1.24x against
   1.16x on the quiet machine; on one pinned core the compiled step was slower (156 against 147 ms). It
   costs ~2 minutes cold (112 s measured with a fresh inductor cache, load 4-6; 7-9 s from the cache):
@@ -39,7 +52,8 @@ heads; 1.21-1.32x after them, five runs of 40 iterations):
 - AMP: off. bf16 changes the numbers the run trains on, and most CPUs (no AMX / AVX512-BF16) have no
   fast bf16 convolutions.
 
-On GPUs all of them are on, with bf16 (fp16 where bf16 is not supported).
+On GPUs all of them are on, with bf16 (fp16 where bf16 is not supported), but for the head phases (not
+measured there) and the shared discriminator forwards (torch.compile is on).
 
 Every choice can be measured on another machine with ``vid2vid-fast bench`` and a flag
 (``--compile on``, ``--channels_last off``, ...).
@@ -61,7 +75,8 @@ class Speed:
     channels_last: bool
     loader: str = "auto"  # video decoding of --source videos: "auto", "dali" or "pyav"
     adam: str = "default"  # Adam's implementation: "fused", "foreach" or "default" (torch's own choice)
-    stacked_heads: bool = False  # the generator's flow and weight heads as one convolution (models/generator.py)
+    heads: str = "apart"  # how the generator's output heads run: one of models.generator.HEAD_FORMS
+    shared_d_forwards: bool = False  # one discriminator forward on generated frames for D's and G's losses
 
     @property
     def amp_dtype(self):
@@ -80,12 +95,13 @@ class Speed:
         return (
             f"warp backend {self.backend}, AMP {self.amp}, torch.compile {'on' if self.compile else 'off'}, "
             f"channels_last {'on' if self.channels_last else 'off'}, Adam {self.adam}, loader {self.loader}, "
-            f"flow and weight heads {'stacked' if self.stacked_heads else 'apart'}"
+            f"generator heads {self.heads}, discriminator forwards on generated frames "
+            f"{'shared' if self.shared_d_forwards else 'apart'}"
         )
 
 
 REFERENCE = Speed(backend="reference", amp="off", compile=False, channels_last=False, loader="pyav", adam="default",
-                  stacked_heads=False)
+                  heads="apart", shared_d_forwards=False)
 
 
 def resolve_speed(speed_config, device: torch.device) -> Speed:
@@ -103,9 +119,11 @@ def resolve_speed(speed_config, device: torch.device) -> Speed:
         return auto if value == "auto" else value == "on"
 
     adam = "fused" if speed_config.adam == "auto" else speed_config.adam
+    compile_ = switch(speed_config.compile, auto=on_gpu)
     return Speed(
-        speed_config.backend, amp, switch(speed_config.compile, auto=on_gpu),
-        switch(speed_config.channels_last, auto=True), speed_config.loader, adam, stacked_heads=True,
+        speed_config.backend, amp, compile_,
+        switch(speed_config.channels_last, auto=True), speed_config.loader, adam,
+        heads="stacked" if on_gpu else "phased", shared_d_forwards=not compile_,
     )
 
 

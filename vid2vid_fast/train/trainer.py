@@ -12,9 +12,12 @@
 - G, D and each temporal D take separate Adam steps, in that order; the learning rate, the clip length
   and niter_fix_global follow ``Schedule``.
 
-Distributed runs (torchrun) wrap each trained network in DistributedDataParallel. The discriminators'
-terms in the generator's loss are computed with the discriminators' parameters frozen, through the
-unwrapped modules, so that each DDP module sees exactly one backward per iteration.
+Distributed runs (torchrun) wrap each trained network in DistributedDataParallel. The original runs each
+discriminator twice on generated frames: on the detached frames for its own loss, and for the generator's
+terms with its parameters frozen, through the unwrapped module, so that each DDP module sees exactly one
+backward per iteration. The fast configuration (``shared_d_forwards``) runs it once for both; each
+owner's backward pass then takes only its own parameters and keeps the shared graph for the next owner,
+so each DDP module's parameters still get their gradients from one backward pass.
 """
 
 import copy
@@ -87,7 +90,7 @@ class NonFiniteLossError(RuntimeError):
     """A loss became NaN or Inf; the run stops without overwriting its last checkpoint."""
 
 
-def build_generator(config: Config, backend: str = "auto", stacked_heads: bool = False) -> Vid2VidGenerator:
+def build_generator(config: Config, backend: str = "auto", heads: str = "apart") -> Vid2VidGenerator:
     m = config.model
     return Vid2VidGenerator(
         label_channels(config),
@@ -102,7 +105,7 @@ def build_generator(config: Config, backend: str = "auto", stacked_heads: bool =
         use_fg_model=m.fg,
         fg_labels=tuple(m.fg_labels),
         backend=backend,
-        stacked_heads=stacked_heads,
+        heads=heads,
     )
 
 
@@ -207,7 +210,7 @@ class Trainer:
 
         # identical initial weights on every rank (DDP also broadcasts rank 0's)
         torch.manual_seed(config.run.seed)
-        self.G = build_generator(config, self.speed.backend, self.speed.stacked_heads).to(
+        self.G = build_generator(config, self.speed.backend, self.speed.heads).to(
             device, memory_format=self.speed.memory_format)
         self.D, self.D_T = build_discriminators(config)
         self.D = self.D.to(device, memory_format=self.speed.memory_format)
@@ -224,6 +227,7 @@ class Trainer:
         self.opt_D_T = [adam(d.parameters()) for d in self.D_T.scales]
         # the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
         self.optimizers = {"G": self.opt_G, "D": self.opt_D, **{f"D_T_{s}": o for s, o in enumerate(self.opt_D_T)}}
+        self.networks = {"G": self.G, "D": self.D, **{f"D_T_{s}": d for s, d in enumerate(self.D_T.scales)}}
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
 
         self.epoch, self.position, self.chunk, self.iteration = 1, 0, 0, 0
@@ -389,14 +393,10 @@ class Trainer:
         labels, fake, raw, real_f = chunk.labels, chunk.fake, chunk.raw, chunk.real_f
         # image discriminator, on the final and the raw frames (the original sums both)
         pred_real = self.D_train(torch.cat([labels, real_f], 1))
-        pred_fake = self.D_train(torch.cat([labels, fake.detach()], 1))
-        pred_raw = self.D_train(torch.cat([labels, raw.detach()], 1))
+        pred_fake, g_fake = self._predictions_on_fake(self.D_train, self.D_for_G, self.D, torch.cat([labels, fake], 1))
+        pred_raw, g_raw = self._predictions_on_fake(self.D_train, self.D_for_G, self.D, torch.cat([labels, raw], 1))
         losses.add("D_real", 2 * gan_loss(pred_real, True))
         losses.add("D_fake", gan_loss(pred_fake, False) + gan_loss(pred_raw, False))
-
-        with frozen(self.D):
-            g_fake = self.D_for_G(torch.cat([labels, fake], 1))
-            g_raw = self.D_for_G(torch.cat([labels, raw], 1))
         losses.add("G_GAN", gan_loss(g_fake, True) + gan_loss(g_raw, True))
         losses.add("G_GAN_Feat", feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D)
                    + feature_matching_loss(g_raw, pred_real, m.num_D, m.n_layers_D))
@@ -420,6 +420,18 @@ class Trainer:
         self._temporal_losses(chunk.real, fake_frames, chunk.flow_gt, chunk.carry, losses)
         return losses
 
+    def _predictions_on_fake(self, train, for_g, module, fake):
+        """A discriminator's predictions on generated input, for its own loss and for the generator's.
+        The original runs it twice: on the detached input, and with its parameters frozen for the
+        generator. With ``shared_d_forwards`` one forward serves both (the same values); each owner's
+        backward then takes only its own parameters (optimizer_steps)."""
+        if self.speed.shared_d_forwards:
+            pred = train(fake)
+            return pred, pred
+        pred = train(fake.detach())
+        with frozen(module):
+            return pred, for_g(fake)
+
     def _loss_values(self, losses: LossTotals, totals: dict) -> dict:
         """Every term and the G and D totals as floats (one device-to-host copy)."""
         tensors = {**losses.values, "G_total": totals["G"], "D_total": totals["D"]}
@@ -429,11 +441,17 @@ class Trainer:
     def optimizer_steps(self, totals: dict):
         """Each owner's backward pass of its total (``{owner: total}``) and optimizer step, in the order
         G, D, temporal Ds."""
-        for owner, optimizer in self.optimizers.items():
-            if owner not in totals:
-                continue  # a temporal scale with too few frames so far in the clip
+        # a temporal scale with too few frames so far in the clip has no total
+        owners = [owner for owner in self.optimizers if owner in totals]
+        for i, owner in enumerate(owners):
+            optimizer = self.optimizers[owner]
             optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(totals[owner]).backward()
+            if self.speed.shared_d_forwards:
+                # the graph is shared: this owner's parameters only, and keep it for the owners after
+                trainable = [p for p in self.networks[owner].parameters() if p.requires_grad]
+                self.scaler.scale(totals[owner]).backward(inputs=trainable, retain_graph=i < len(owners) - 1)
+            else:
+                self.scaler.scale(totals[owner]).backward()
             self.scaler.step(optimizer)
         unowned = set(totals) - set(self.optimizers)
         if unowned:
@@ -476,9 +494,8 @@ class Trainer:
                 fake_in.append(self.D_T.sample(fake_all[:, window], flows, s))
             real_in, fake_in = self._fmt(torch.cat(real_in)), self._fmt(torch.cat(fake_in))
             pred_real = self.D_T_train[s](real_in)
-            pred_fake = self.D_T_train[s](fake_in.detach())
-            with frozen(self.D_T.scales[s]):
-                g_fake = self.D_T_for_G[s](fake_in)
+            pred_fake, g_fake = self._predictions_on_fake(self.D_T_train[s], self.D_T_for_G[s], self.D_T.scales[s],
+                                                          fake_in)
             losses.add(f"G_T_GAN_{s}", gan_loss(g_fake, True))
             losses.add(f"G_T_GAN_Feat_{s}", feature_matching_loss(g_fake, pred_real, m.num_D, m.n_layers_D))
             losses.add(f"D_T_{s}", discriminator_loss(pred_real, pred_fake))
