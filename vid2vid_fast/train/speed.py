@@ -41,7 +41,9 @@ after them, 1.20-1.32x before; median ratio of neighbouring iterations 1.28-1.34
   runs of 42 iterations (2026-12-02): median ratio of neighbouring iterations 1.043x and 1.046x. On with
   every device, off with torch.compile: a compiled backward pass cannot keep its graph for the next one
   (donated buffers). The graph's saved tensors live until the last owner's backward pass, not until the
-  generator's: more memory at the end of the step, not at its peak (the generator's backward pass).
+  generator's: more memory at the end of the step, not at its peak (the generator's backward pass). One
+  difference shows in a checkpoint: with batch norm, the discriminators' running statistics (which
+  training never reads: the discriminators always run in training mode) see fewer forwards per step.
 - torch.compile: off. Compiling the networks as well gave 1.25-1.27x (no gain) under load, 1.24x against
   1.16x on the quiet machine; on one pinned core the compiled step was slower (156 against 147 ms). It
   costs ~2 minutes cold (112 s measured with a fresh inductor cache, load 4-6; 7-9 s from the cache):
