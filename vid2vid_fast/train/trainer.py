@@ -15,9 +15,9 @@
 Distributed runs (torchrun) wrap each trained network in DistributedDataParallel. The original runs each
 discriminator twice on generated frames: on the detached frames for its own loss, and for the generator's
 terms with its parameters frozen, through the unwrapped module, so that each DDP module sees exactly one
-backward per iteration. The fast configuration (``shared_d_forwards``) runs it once for both; each
-owner's backward pass then takes only its own parameters and keeps the shared graph for the next owner,
-so each DDP module's parameters still get their gradients from one backward pass.
+backward per iteration. The fast configuration (``shared_d_forwards``) runs it once for both, and each
+owner's backward pass keeps the shared graph for the next owner; as every owner's backward pass takes only
+its own network's parameters, each DDP module's parameters still get their gradients from one of them.
 """
 
 import copy
@@ -222,12 +222,11 @@ class Trainer:
         s = config.schedule
         adam = functools.partial(make_adam, implementation=self.speed.adam, device=device,
                                  grad_scaling=self.speed.amp == "fp16", lr=s.lr, betas=(s.beta1, s.beta2))
-        self.opt_G = adam(self.G.parameters())
-        self.opt_D = adam(self.D.parameters())
-        self.opt_D_T = [adam(d.parameters()) for d in self.D_T.scales]
-        # the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
-        self.optimizers = {"G": self.opt_G, "D": self.opt_D, **{f"D_T_{s}": o for s, o in enumerate(self.opt_D_T)}}
+        # the network and the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
         self.networks = {"G": self.G, "D": self.D, **{f"D_T_{s}": d for s, d in enumerate(self.D_T.scales)}}
+        self.optimizers = {owner: adam(network.parameters()) for owner, network in self.networks.items()}
+        self.opt_G, self.opt_D = self.optimizers["G"], self.optimizers["D"]
+        self.opt_D_T = [self.optimizers[f"D_T_{s}"] for s in range(len(self.D_T.scales))]
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
 
         self.epoch, self.position, self.chunk, self.iteration = 1, 0, 0, 0
@@ -446,12 +445,11 @@ class Trainer:
         for i, owner in enumerate(owners):
             optimizer = self.optimizers[owner]
             optimizer.zero_grad(set_to_none=True)
-            if self.speed.shared_d_forwards:
-                # the graph is shared: this owner's parameters only, and keep it for the owners after
-                trainable = [p for p in self.networks[owner].parameters() if p.requires_grad]
-                self.scaler.scale(totals[owner]).backward(inputs=trainable, retain_graph=i < len(owners) - 1)
-            else:
-                self.scaler.scale(totals[owner]).backward()
+            # a total trains its owner's network only; with shared_d_forwards the owners after this one go
+            # back through the same graph
+            trainable = [p for p in self.networks[owner].parameters() if p.requires_grad]
+            keep_graph = self.speed.shared_d_forwards and i < len(owners) - 1
+            self.scaler.scale(totals[owner]).backward(inputs=trainable, retain_graph=keep_graph)
             self.scaler.step(optimizer)
         unowned = set(totals) - set(self.optimizers)
         if unowned:
