@@ -29,10 +29,13 @@ def phase_weight(weight: torch.Tensor) -> torch.Tensor:
 
 def phase_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.conv2d(x, weight, bias)`` (stride 1, no padding, one group) computed over 2x2 output phases.
-    An output of odd height or width has no whole phases; it is computed directly."""
+    An output of odd height or width has no whole phases; it is computed directly, and so are shapes
+    conv2d rejects, so that its error names the caller's weight and bias."""
     kh, kw = weight.shape[-2:]
     out_h, out_w = x.shape[-2] - kh + 1, x.shape[-1] - kw + 1
-    if out_h <= 0 or out_w <= 0 or out_h % PHASES or out_w % PHASES:
+    plain = (x.dim() == 4 and weight.dim() == 4 and x.shape[1] == weight.shape[1]
+             and (bias is None or bias.shape == weight.shape[:1]))
+    if not plain or out_h <= 0 or out_w <= 0 or out_h % PHASES or out_w % PHASES:
         return F.conv2d(x, weight, bias)
     if bias is not None:
         bias = bias.repeat_interleave(PHASES * PHASES)
