@@ -11,6 +11,7 @@ Environment:
 """
 
 import glob
+import importlib.util
 import os
 
 from setuptools import setup
@@ -39,23 +40,23 @@ def x86_builds():
     return {"avx2"} if {"avx2", "fma"} <= set(flags) else set()
 
 
+def build_flags():
+    """vid2vid_fast/ops/build_flags.py, loaded by its path: the package itself imports torch and the extension."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vid2vid_fast", "ops", "build_flags.py")
+    spec = importlib.util.spec_from_file_location("build_flags", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def extension():
     sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
-    # -fno-trapping-math lets the compiler vectorize the branch-free sampling math (warp_math.h).
-    # -fstrict-aliasing undoes Python's -fno-strict-aliasing, under which every float store in a kernel
-    # loop forces the reload of every pointer and index around it.
-    # -fopenmp: at::parallel_for is an OpenMP pragma inlined from torch's headers; without the flag the
-    # CPU kernels silently run on one thread. The library links the libgomp torch has already loaded.
-    # -g0 undoes Python's -g: debug information for the kernels' many template instances costs a fifth of
-    # their compile time (kernels_avx512.cpp: 245 s against 199 s, side by side on a 2-core VM) and 25 MB
-    # per translation unit. VID2VID_FAST_DEBUG_INFO=1 keeps it, for gdb or perf.
-    cxx_flags = ["-O3", "-fno-trapping-math", "-fstrict-aliasing", "-fopenmp"]
-    if os.environ.get("VID2VID_FAST_DEBUG_INFO", "0") != "1":
-        cxx_flags.append("-g0")
+    flags = build_flags()
+    cxx_flags = flags.cxx_flags()
     for isa in {"avx2", "avx512"} - x86_builds():
         sources.remove(f"csrc/cpu/kernels_{isa}.cpp")
         cxx_flags.append(f"-DV2V_CPU_SKIP_{isa.upper()}")
-    link_flags = ["-fopenmp"]
+    link_flags = flags.LINK_FLAGS
     with_cuda = CUDA_HOME is not None and os.environ.get("VID2VID_FAST_CPU_ONLY", "0") != "1"
     if not with_cuda:
         return CppExtension(
@@ -66,7 +67,7 @@ def extension():
     return CUDAExtension(
         "vid2vid_fast._C",
         sources,
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+        extra_compile_args={"cxx": cxx_flags, "nvcc": flags.NVCC_FLAGS},
         extra_link_args=link_flags,
     )
 

@@ -79,7 +79,7 @@ build_stamp="$VENV/.built-extension"
 build_inputs() {  # $1: what is built, $2: its x86 builds of the CPU kernels
   {
     printf '%s\n' "$wanted" "$1" "$2" "${TORCH_CUDA_ARCH_LIST:-}" "${VID2VID_FAST_DEBUG_INFO:-}"
-    find csrc setup.py pyproject.toml -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    find csrc setup.py pyproject.toml vid2vid_fast/ops/build_flags.py -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum
 }
 built=$(cat "$build_stamp" 2> /dev/null || true)

@@ -22,7 +22,8 @@ def make_checkout(root: Path) -> Path:
         (root / name).write_text("")
     (root / "csrc").mkdir()
     (root / "csrc" / "ops.cpp").write_text("int x;\n")
-    (root / "vid2vid_fast").mkdir()
+    (root / "vid2vid_fast" / "ops").mkdir(parents=True)
+    (root / "vid2vid_fast" / "ops" / "build_flags.py").write_text("")
     python = root / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(FAKE_PYTHON)
@@ -54,3 +55,5 @@ def test_build_stamp(tmp_path):
     (root / "csrc" / "ops.cpp").write_text("int y;\n")
     assert setup(root, "1") == ["1", "0", "1"]  # a source changed
     assert setup(root, None) == ["1", "0", "1", "0"]  # a CPU-only build does not serve the tests
+    (root / "vid2vid_fast" / "ops" / "build_flags.py").write_text("FLAGS = []\n")
+    assert setup(root, None) == ["1", "0", "1", "0", "0"]  # the compiler flags changed

@@ -105,12 +105,26 @@ struct alignas(64) TileSamples {
     nearest = sampling.nearest;
     // Constant options and flags inside the loop, so that no control flow is left to stop vectorization.
     // Nearest's derivatives are 0 and never read (backward_by_groups skips its flow gradient): not stored.
+    // The tile's flow in acc_t: fill_tile has one instance per acc_t, not per storage dtype (its instances
+    // are most of the kernels' code and compile time); a float16 or bfloat16 flow is converted here first.
+    const scalar_t* dx = &flow(b, 0, y, x0);
+    const scalar_t* dy = &flow(b, 1, y, x0);
+    FlowRow row{nullptr, nullptr, flow.sx};
+    alignas(64) acc_t converted[2][kTile];
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      row.dx = dx, row.dy = dy;
+    } else {
+      for (int64_t x = 0; x < n; ++x) {
+        converted[0][x] = static_cast<acc_t>(dx[x * flow.sx]), converted[1][x] = static_cast<acc_t>(dy[x * flow.sx]);
+      }
+      row = {converted[0], converted[1], 1};
+    }
     with_constant_sampling(sampling, [&](auto kSampling) {
       using K = decltype(kSampling);
       constexpr bool kDerivs = !K::value.nearest;
-      if (!with_grads) return fill_tile<K, false, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      if (!grad_offsets_differ) return fill_tile<K, kDerivs, false>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
-      fill_tile<K, kDerivs, true>(flow, b, y, x0, H, W, sy, sx, gsy, gsx);
+      if (!with_grads) return fill_tile<K, false, false>(row, x0, y, H, W, sy, sx, gsy, gsx);
+      if (!grad_offsets_differ) return fill_tile<K, kDerivs, false>(row, x0, y, H, W, sy, sx, gsy, gsx);
+      fill_tile<K, kDerivs, true>(row, x0, y, H, W, sy, sx, gsy, gsx);
     });
     // Vector code reads whole vectors: the rest of the last one samples pixel (0, 0) with weight 0.
     for (int64_t x = n; x < div_up(n, 16) * 16; ++x) {
@@ -164,6 +178,12 @@ struct alignas(64) TileSamples {
   }
 
  private:
+  // A tile's flow: its x and y components, pixel x at dx[x * stride] and dy[x * stride].
+  struct FlowRow {
+    const acc_t *dx, *dy;
+    index_t stride;
+  };
+
   template <Sampled kWhat, typename scalar_t>
   void sample_plane(const scalar_t* plane, int64_t k) {
     constexpr bool kFlowGrad = kWhat == Sampled::kFlowGrad;
@@ -182,13 +202,13 @@ struct alignas(64) TileSamples {
   }
 
   // Kept out of line: inlined into a kernel's large loop nest, GCC stops vectorizing it.
-  template <typename SamplingK, bool kGrads, bool kGradOffsets, typename scalar_t>
-  V2V_NOINLINE void fill_tile(const Strided4<const scalar_t, index_t>& flow, int64_t b, int64_t y, int64_t x0,
-                              int64_t H, int64_t W, index_t sy, index_t sx, index_t gsy, index_t gsx) {
+  template <typename SamplingK, bool kGrads, bool kGradOffsets>
+  V2V_NOINLINE void fill_tile(const FlowRow& flow, int64_t x0, int64_t y, int64_t H, int64_t W, index_t sy,
+                              index_t sx, index_t gsy, index_t gsx) {
     constexpr Sampling kSampling = SamplingK::value;
-    const scalar_t* dx = &flow(b, 0, y, x0);
-    const scalar_t* dy = &flow(b, 1, y, x0);
-    const index_t fsx = flow.sx;
+    const acc_t* dx = flow.dx;
+    const acc_t* dy = flow.dy;
+    const index_t fsx = flow.stride;
     const int32_t width = static_cast<int32_t>(W), height = static_cast<int32_t>(H), row = static_cast<int32_t>(y);
     const int32_t first = static_cast<int32_t>(x0), count = static_cast<int32_t>(n);
     const auto store = [&](int32_t x, const Sample<acc_t>& s) {
@@ -203,7 +223,7 @@ struct alignas(64) TileSamples {
     // The flow never overlaps the tile; without this GCC needs more run-time alias checks than it will emit.
     V2V_IVDEP
     for (int32_t x = 0; x < count; ++x) {
-      const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
+      const acc_t fx = dx[x * fsx], fy = dy[x * fsx];
       store(x, sample_at<acc_t, /*kPaired=*/true, /*kReduceByDivision=*/true>(first + x, row, fx, fy, height,
                                                                              width, kSampling));
     }
@@ -214,12 +234,12 @@ struct alignas(64) TileSamples {
       // a third of the fill's time.)
       int32_t far = 0;
       for (int32_t x = 0; x < count; ++x) {
-        const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
+        const acc_t fx = dx[x * fsx], fy = dy[x * fsx];
         far |= static_cast<int32_t>(!(reduces_by_division(fx) & reduces_by_division(fy)));
       }
       if (!far) return;
       for (int32_t x = 0; x < count; ++x) {
-        const acc_t fx = static_cast<acc_t>(dx[x * fsx]), fy = static_cast<acc_t>(dy[x * fsx]);
+        const acc_t fx = dx[x * fsx], fy = dy[x * fsx];
         if (reduces_by_division(fx) & reduces_by_division(fy)) continue;
         store(x, sample_at<acc_t, /*kPaired=*/true>(first + x, row, fx, fy, height, width, kSampling));
       }

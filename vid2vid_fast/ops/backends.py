@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from . import dispatch
+from . import build_flags, dispatch
 
 log = logging.getLogger("vid2vid_fast")
 
@@ -38,9 +38,9 @@ def _jit_build():
     cpp_extension.load(
         name="vid2vid_fast_C",
         sources=sources,
-        extra_cflags=["-O3", "-fno-trapping-math", "-fstrict-aliasing", "-fopenmp"],
-        extra_ldflags=["-fopenmp"],
-        extra_cuda_cflags=["-O3", "-lineinfo"],
+        extra_cflags=build_flags.cxx_flags(),
+        extra_ldflags=build_flags.LINK_FLAGS,
+        extra_cuda_cflags=build_flags.NVCC_FLAGS,
         is_python_module=False,
         verbose=False,
     )
