@@ -103,8 +103,6 @@ struct alignas(64) TileSamples {
     grad_step_x = W > 1 ? gsx : 0, grad_step_y = H > 1 ? gsy : 0;
     grad_offsets_differ = with_grads && (gsy != sy || gsx != sx);
     nearest = sampling.nearest;
-    // Constant options and flags inside the loop, so that no control flow is left to stop vectorization.
-    // Nearest's derivatives are 0 and never read (backward_by_groups skips its flow gradient): not stored.
     // The tile's flow in acc_t: fill_tile has one instance per acc_t, not per storage dtype (its instances
     // are most of the kernels' code and compile time); a float16 or bfloat16 flow is converted here first.
     const scalar_t* dx = &flow(b, 0, y, x0);
@@ -119,6 +117,8 @@ struct alignas(64) TileSamples {
       }
       row = {converted[0], converted[1], 1};
     }
+    // Constant options and flags inside the loop, so that no control flow is left to stop vectorization.
+    // Nearest's derivatives are 0 and never read (backward_by_groups skips its flow gradient): not stored.
     with_constant_sampling(sampling, [&](auto kSampling) {
       using K = decltype(kSampling);
       constexpr bool kDerivs = !K::value.nearest;
