@@ -225,8 +225,7 @@ class Trainer:
         # the network and the optimizer of each loss owner (models/losses.py, loss_terms), in the order they step
         self.networks = {"G": self.G, "D": self.D, **{f"D_T_{s}": d for s, d in enumerate(self.D_T.scales)}}
         self.optimizers = {owner: adam(network.parameters()) for owner, network in self.networks.items()}
-        self.opt_G, self.opt_D = self.optimizers["G"], self.optimizers["D"]
-        self.opt_D_T = [self.optimizers[f"D_T_{s}"] for s in range(len(self.D_T.scales))]
+        self.opt_G = self.optimizers["G"]
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.speed.amp == "fp16")
 
         self.epoch, self.position, self.chunk, self.iteration = 1, 0, 0, 0
@@ -293,7 +292,7 @@ class Trainer:
 
     def _set_epoch(self, epoch: int):
         lr = self.schedule.lr_at(epoch)
-        for optimizer in [self.opt_G, self.opt_D, *self.opt_D_T]:
+        for optimizer in self.optimizers.values():
             for group in optimizer.param_groups:
                 group["lr"] = lr
         self.G.freeze_coarse_scales(not self.schedule.train_all_scales_at(epoch))
@@ -720,11 +719,7 @@ class Trainer:
         return {
             "config": to_dict(self.config),
             "models": {"G": self.G.state_dict(), "D": self.D.state_dict(), "D_T": self.D_T.state_dict()},
-            "optimizers": {
-                "G": self.opt_G.state_dict(),
-                "D": self.opt_D.state_dict(),
-                **{f"D_T_{s}": o.state_dict() for s, o in enumerate(self.opt_D_T)},
-            },
+            "optimizers": {owner: optimizer.state_dict() for owner, optimizer in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
             "budget": None if self.budget is None else dataclasses.asdict(self.budget),
             "progress": {
@@ -766,9 +761,10 @@ class Trainer:
         ckpt.load_module_state(self.D, payload["models"]["D"], "discriminator", path)
         ckpt.load_module_state(self.D_T, payload["models"]["D_T"], "temporal discriminator", path)
         ckpt.load_optimizer_state(self.opt_G, payload["optimizers"]["G"], "generator", path)
-        ckpt.load_optimizer_state(self.opt_D, payload["optimizers"]["D"], "discriminator", path)
-        for s, optimizer in enumerate(self.opt_D_T):
-            ckpt.load_optimizer_state(optimizer, payload["optimizers"][f"D_T_{s}"], f"temporal discriminator {s}", path)
+        ckpt.load_optimizer_state(self.optimizers["D"], payload["optimizers"]["D"], "discriminator", path)
+        for s in range(len(self.D_T.scales)):
+            ckpt.load_optimizer_state(self.optimizers[f"D_T_{s}"], payload["optimizers"][f"D_T_{s}"],
+                                      f"temporal discriminator {s}", path)
         if payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
         if payload.get("budget"):
